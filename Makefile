@@ -1,0 +1,28 @@
+# Set-up and the project's main commands. `make demo` and `make test` do all set-up on a fresh machine.
+PY      ?= python3.11
+VENV    ?= .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test test-slow clean
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	# one install line, so accelerate's torch>=2.0 cannot pull another torch build
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PYTHON) -m pipeline.demo --out demo
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+test-slow: $(STAMP)
+	$(PYTHON) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) demo

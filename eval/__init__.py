@@ -1,0 +1,1 @@
+"""Evaluation: test-set readers, negative audio, Numba metric kernels, zarr map store and reports."""

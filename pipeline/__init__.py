@@ -1,0 +1,1 @@
+"""Data pipeline: synthetic VGGSound-like corpus, media decoding, sharding, features and loaders."""

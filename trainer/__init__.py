@@ -1,0 +1,1 @@
+"""SSL-TIE model, LVS + equivariance + silence/noise losses, the training loop and checkpoints."""

@@ -1,0 +1,131 @@
+"""Test-set readers on hand-made official-format files, and the offscreen-audio choice."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eval.errors import EvalError
+from eval.negatives import OFFSCREEN_SEEDS, noise_waveform, offscreen_choice
+from eval.testsets import boxes_to_gt, read_testset
+from tests.eval_fixtures import make_is3, make_s4, make_vggss
+
+
+def test_vggss_union_of_boxes_and_clipped_corrupt_boxes(tmp_path):
+    ts = read_testset("vggss", make_vggss(tmp_path / "vggss"))
+    assert ts.keys[0] == "-aaaaaaaaaa_000010" and ts.gt_kind == "box" and ts.audio_seconds == 10.0
+    assert ts.samples[0].image.name == "-aaaaaaaaaa_000010.jpg" and ts.samples[0].audio.parent.name == "audio"
+    expected = np.zeros((224, 224), np.uint8)
+    expected[56:168, 56:168] = 1
+    assert np.array_equal(ts.gt(0), expected)
+    union = np.zeros((224, 224), np.uint8)
+    union[0:112, 0:112] = 1
+    union[112:224, 112:224] = 1
+    assert np.array_equal(ts.gt(1), union)
+    # the sentinel x1 is clipped to 0, y2 = 1.2 to 1; the zero-width second box adds nothing
+    assert ts.samples[2].boxes == ((0, 22, 112, 224), (1, 3, 1, 3))
+    corrupt = np.zeros((224, 224), np.uint8)
+    corrupt[22:224, 0:112] = 1
+    assert np.array_equal(ts.gt(2), corrupt)
+    # int truncation after x 224 (0.1 * 224 = 22.4 -> 22, 0.4 * 224 = 89.6 -> 89)
+    assert ts.samples[4].boxes == ((22, 44, 67, 89),)
+    # a clip whose only box is degenerate stays, with an empty ground truth, and is reported
+    assert ts.gt(3).sum() == 0
+    assert ts.notes == {"degenerate_boxes": 2, "empty_gt": ["ddddddddddd_000040"]}
+
+
+def test_vggss_bad_inputs_name_the_file(tmp_path):
+    root = make_vggss(tmp_path / "v")
+    (root / "frames" / "bbbbbbbbbbb_000030.jpg").unlink()
+    with pytest.raises(EvalError, match="bbbbbbbbbbb_000030.jpg: missing file"):
+        read_testset("vggss", root)
+    (root / "vggss.json").write_text("[{\"file\": 1}")
+    with pytest.raises(EvalError, match="vggss.json: not valid JSON"):
+        read_testset("vggss", root)
+    (root / "vggss.json").write_text(json.dumps([{"file": "x", "class": "c", "bbox": [[0, 0, 1]]}]))
+    with pytest.raises(EvalError, match="record 0: a box must be 4"):
+        read_testset("vggss", root)
+    (root / "vggss.json").unlink()
+    with pytest.raises(EvalError, match="vggss.json: annotation file not found"):
+        read_testset("vggss", root)
+    with pytest.raises(EvalError, match="test set folder not found"):
+        read_testset("vggss", tmp_path / "nowhere")
+    with pytest.raises(EvalError, match="box annotations only"):
+        read_testset("vggss", root, gt="mask")
+
+
+def test_is3_two_targets_per_image_masks_and_boxes(tmp_path):
+    root = make_is3(tmp_path / "is3", mask_ext=".png")
+    ts = read_testset("is3", root)
+    assert ts.gt_kind == "mask" and len(ts) == 8
+    s = ts.samples[0]
+    assert (s.key, s.group, s.label) == ("cat_dog_1_cat", "cat_dog_1", "cat")
+    assert s.image == root / "images" / "cat_dog_1_cat.jpg" and s.audio == root / "audio_wav" / "cat_dog_1_cat.wav"
+    assert ts.samples[6].group == "fox_train" and ts.samples[6].label == "subway"
+    # grey levels 255 and 200 are > 127, 60 is not: the mask is the box grown by one pixel
+    grown = np.zeros((224, 224), np.uint8)
+    grown[19:121, 9:101] = 1
+    assert np.array_equal(ts.gt(0), grown)
+    boxes = read_testset("is3", root, gt="box")
+    assert np.array_equal(boxes.gt(0), boxes_to_gt([(10, 20, 100, 120)]))
+
+
+def test_is3_jpeg_masks_binarised(tmp_path):
+    ts = read_testset("is3", make_is3(tmp_path / "is3"))
+    gt, ref = ts.gt(1).astype(bool), boxes_to_gt([(119, 29, 224, 201)]).astype(bool)
+    assert (gt & ref).sum() / (gt | ref).sum() > 0.97
+
+
+def test_s4_five_frames_per_video_with_one_audio(tmp_path):
+    for nested in (True, False):
+        root = make_s4(tmp_path / f"s4_{nested}", nested=nested)
+        ts = read_testset("s4", root)
+        assert len(ts) == 20 and ts.audio_seconds == 5.0 and ts.gt_kind == "mask"
+        assert ts.keys[:5] == [f"vid_A-0001_{k}" for k in range(1, 6)]
+        assert {s.audio for s in ts.samples[:5]} == {ts.samples[0].audio}
+        assert ts.samples[0].audio.name == "vid_A-0001.wav" and ts.samples[0].group == "vid_A-0001"
+        assert "vid_E-0005" not in {s.group for s in ts.samples}   # train split skipped
+        assert ts.gt(2).sum() == 62 * 102                             # box (60, 20, 120, 120) grown by 1
+    (root / "s4_meta_data.csv").write_text("a,b\n")
+    with pytest.raises(EvalError, match="s4_meta_data.csv: expected a header"):
+        read_testset("s4", root)
+
+
+def test_offscreen_never_same_class_both_excluded_on_is3(tmp_path):
+    ts = read_testset("is3", make_is3(tmp_path / "is3"))
+    choice = offscreen_choice(ts)
+    assert choice.shape == (len(OFFSCREEN_SEEDS), len(ts))
+    labels = np.array(ts.labels)
+    for i, s in enumerate(ts.samples):
+        image_classes = {t.label for t in ts.samples if t.group == s.group}
+        assert not image_classes & set(labels[choice[:, i]])
+    # deterministic for given seeds, different across seeds
+    assert np.array_equal(choice, offscreen_choice(ts))
+    assert not np.array_equal(offscreen_choice(ts, seeds=(1,)), offscreen_choice(ts, seeds=(2,)))
+
+
+def test_offscreen_vggss_and_s4_pool(tmp_path):
+    ts = read_testset("vggss", make_vggss(tmp_path / "v"))
+    choice = offscreen_choice(ts, seeds=tuple(range(20)))
+    labels = np.array(ts.labels)
+    assert np.all(labels[choice] != labels[None, :])
+    s4 = read_testset("s4", make_s4(tmp_path / "s4"))
+    c4 = offscreen_choice(s4)
+    assert set(np.unique(c4)) <= {0, 5, 10, 15}          # one audio per video: the first frame's sample
+    assert np.all(np.array(s4.labels)[c4] != np.array(s4.labels)[None, :])
+
+
+def test_offscreen_needs_another_class(tmp_path):
+    records = [{"file": f"clip{i:07d}_000000", "class": "dog", "bbox": [[0, 0, 1, 1]]} for i in range(2)]
+    ts = read_testset("vggss", make_vggss(tmp_path / "v", records))
+    with pytest.raises(EvalError, match="no other class"):
+        offscreen_choice(ts)
+
+
+def test_noise_is_seeded_per_sample():
+    a = noise_waveform(1234, 3, 1000)
+    assert np.array_equal(a, noise_waveform(1234, 3, 1000)) and a.dtype == np.float32
+    assert not np.array_equal(a, noise_waveform(1234, 4, 1000))
+    assert not np.array_equal(a, noise_waveform(2345, 3, 1000))
+    assert abs(float(a.std()) - 1.0) < 0.1

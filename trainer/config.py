@@ -1,0 +1,134 @@
+"""Typed training configuration (`TrainConfig`), filled by `pipeline.configio` from a YAML recipe plus overrides.
+
+Every choice REFERENCE.md leaves open ([DECIDE]) is an option here with its default and the reason written beside it.
+Recipes: `trainer/configs/ssl_san.yaml` (the paper), `ssl_tie.yaml` (baseline, no silence/noise),
+`cpu_demo.yaml` (small width / image / audio for a CPU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class ModelConfig:
+    width: int = 64  # channels of the ResNet-18 stem; 64 is SSL-TIE's model (512-d features), smaller for CPU demos
+
+
+@dataclass
+class ContrastiveConfig:
+    """LVS tri-map contrastive loss as SSL-TIE computes it (REFERENCE B.2)."""
+    epsilon: float = 0.65  # positive-mask threshold (eps+)
+    epsilon2: float = 0.4  # tri-map negative-mask threshold (eps-)
+    tau: float = 0.03  # sigmoid sharpness of the soft masks
+    temperature: float = 0.07  # logits = scores / temperature
+    trimap: bool = True  # hard-negative mask 1 - sigmoid((A - eps-)/tau); false: 1 - positive mask
+    hard_negative: bool = True  # append the same-pair background score (SSL-TIE's --Neg)
+    diagonal: Literal["ssl_tie", "exclude"] = "ssl_tie"
+    # ssl_tie: easy-negative matrix multiplied by (1 - 100 I), i.e. the diagonal times -99 (SSL-TIE's quirk);
+    # exclude: the diagonal is dropped from the easy negatives (logits one shorter).
+
+
+@dataclass
+class SaNConfig:
+    """Silence and noise (the paper's section 3.1 and Table 4 switches)."""
+    silence_negative: bool = True  # S: the silence score of each image is an extra negative logit
+    noise_negative: bool = True  # N: the noise score of each image is an extra negative logit
+    silence_map_loss: bool = True  # L_S = ||S(a_S, v_j)||^2 added with weight lambda_sn
+    noise_map_loss: bool = True  # L_N = ||S(a_N_j, v_j)||^2 added with weight lambda_sn
+    lambda_sn: float = 1.0  # weight of L_S + L_N (the paper's best)
+    reduction: Literal["mean", "sum"] = "mean"
+    # over the h x w map, then mean over images. The paper writes a squared L2 norm (a sum); measured on synthetic
+    # data (notes/LEARNING.md) the sum starts ~10x larger than the contrastive loss and collapsed the maps, the mean
+    # learned: default mean.
+    transformed_view: bool = True
+    # also apply S/N negatives and L_S/L_N to the equivariance view (its logits use the same audio); the SaN term is
+    # then averaged over the two views like the contrastive loss, so lambda_sn keeps its scale.
+    silence_db: bool = False  # silence log-mel: all zeros (false, the group's eval convention) or -100 dB (true)
+    noise_db: bool = True
+    # noise log-mel through dB like positives (true) or raw mel power (false, the group's eval convention). Raw power of
+    # N(0,1) noise (~750) dominates the shared BatchNorm statistics and collapsed learning (notes/LEARNING.md): true.
+    noise_std: float = 1.0  # sigma of the Gaussian noise waveform
+    silence_per_sample: bool = False
+    # silence is one constant input: encode it once per batch (false) or once per image (true, B copies in the
+    # audio batch, which changes the BatchNorm statistics' silence share from 1/(2B+1) to 1/3)
+
+    @property
+    def enabled(self) -> bool:
+        return self.silence_negative or self.noise_negative or self.silence_map_loss or self.noise_map_loss
+
+    @property
+    def uses_silence(self) -> bool:
+        return self.silence_negative or self.silence_map_loss
+
+    @property
+    def uses_noise(self) -> bool:
+        return self.noise_negative or self.noise_map_loss
+
+
+@dataclass
+class EquivarianceConfig:
+    """SSL-TIE's transformation equivariance (REFERENCE B.3)."""
+    enabled: bool = True  # false: one view, loss = L_cl (+ SaN)
+    max_rotation: int = 30  # integer angle ~ U{-max..max} per sample, degrees
+    scales: list[float] = field(default_factory=lambda: [0.5, 1.0])  # one value per batch, uniform choice
+    flip_prob: float = 0.5  # one horizontal-flip decision per batch
+    double_shrink: bool = True
+    # SSL-TIE warps with the scale inside the rotation matrix AND resizes the output by the scale (content shrunk
+    # twice, 7x7 maps at scale 0.5); false: the warp only rotates and the resize alone scales.
+    weight: float = 1.0  # lambda_eq
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 1e-4  # Adam's L2 penalty (torch.optim.Adam weight_decay), as SSL-TIE
+    batch_size: int = 32
+    # GLOBAL batch per optimizer step; each process gets batch_size / (processes x grad_accum) samples per micro-step
+    grad_accum: int = 1
+    grad_clip: float = 0.0  # max global grad norm; 0 = off (SSL-TIE does not clip)
+    plateau_metric: str = "val/loss"  # a key of the validation metrics
+    plateau_mode: Literal["min", "max"] = "min"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5  # validation rounds without improvement before the lr is multiplied by the factor
+    min_lr: float = 1e-7
+
+
+@dataclass
+class DataConfig:
+    shard_dir: str = "shards/vggsound"  # output of pipeline.shard (train-*.tar, val-*.tar, manifest.json)
+    train_split: str = "train"
+    val_split: str = "val"  # held-out training clips: model selection and the plateau scheduler, never the test set
+    synth_json: str = ""  # vggsound/synth.json: its object boxes add pointing accuracy to the validation metrics
+    loader: dict[str, Any] = field(default_factory=dict)  # LoaderConfig options (pipeline/loaders.py)
+
+
+@dataclass
+class TrainConfig:
+    name: str = "ssl_san"
+    output_root: str = "runs"  # the run writes runs/<name>/
+    seed: int = 4  # SSL-TIE's seed
+    epochs: int = 100
+    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the encoders; the loss block is always fp32
+    compile: bool = False  # torch.compile the two encoders
+    channels_last: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms; resume then repeats a run exactly on the CPU
+    gather_features: bool = True
+    # all-gather the audio vectors across processes (with gradients): every image sees the negatives of the GLOBAL
+    # batch, so N processes x b/N train the same objective as one process with batch b (BatchNorm statistics stay
+    # per process). false: each process only contrasts within its own micro-batch.
+    encode_audio_once: bool = True
+    # the two image views share their audio: encode it once per step (false: once per view, as SSL-TIE's loop does,
+    # which costs ~40% more compute; kept for the baseline benchmark)
+    log_every: int = 10  # optimizer steps between log lines
+    val_every: int = 500  # optimizer steps between validations (and at the end of every epoch); 0 = per epoch only
+    val_batches: int = 0  # limit validation to this many batches (0 = the whole val split)
+    ckpt_every: int = 1000  # optimizer steps between checkpoints (and at the end of every epoch)
+    keep_checkpoints: int = 3  # newest step directories kept, besides the best one
+    model: ModelConfig = field(default_factory=ModelConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    san: SaNConfig = field(default_factory=SaNConfig)
+    equivariance: EquivarianceConfig = field(default_factory=EquivarianceConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)

@@ -129,3 +129,50 @@ def test_noise_is_seeded_per_sample():
     assert not np.array_equal(a, noise_waveform(1234, 4, 1000))
     assert not np.array_equal(a, noise_waveform(2345, 3, 1000))
     assert abs(float(a.std()) - 1.0) < 0.1
+
+
+def _build_is3plus(tmp_path, is3, seed, out_name, mapping=None):
+    from eval.is3plus import main
+    from tests.eval_fixtures import make_clean_audio
+    clean = tmp_path / "clean"
+    if not clean.exists():
+        make_clean_audio(clean, ["feline", "dog", "bird", "car", "horn", "subway", "fox"], per_class=3)
+        (clean / "class_mapping.json").write_text(json.dumps(mapping or {"cat": "feline"}))
+    out = tmp_path / out_name
+    assert main(["--is3", str(is3), "--clean-audio", str(clean), "--out", str(out), "--seed", str(seed)]) == 0
+    return out
+
+
+def test_is3plus_builder_is_deterministic_and_readable(tmp_path):
+    import soundfile as sf
+    is3 = make_is3(tmp_path / "is3")
+    a = _build_is3plus(tmp_path, is3, 7, "a")
+    b = _build_is3plus(tmp_path, is3, 7, "b")
+    c = _build_is3plus(tmp_path, is3, 8, "c")
+    ann = json.loads((a / "IS3plus_annotation.json").read_text())
+    assert ann == json.loads((b / "IS3plus_annotation.json").read_text())
+    assert [r["source_audio"] for r in ann] != \
+        [r["source_audio"] for r in json.loads((c / "IS3plus_annotation.json").read_text())]
+    for r in ann:
+        assert (a / r["audio"]).read_bytes() == (b / r["audio"]).read_bytes()
+    assert ann[0]["class"] == "feline" and ann[0]["is3_class"] == "cat"
+    assert ann[0]["source_audio"].startswith("feline/") and (a / "config.yaml").is_file()
+    ts = read_testset("is3plus", a)
+    assert ts.labels[:2] == ["feline", "dog"] and ts.samples[0].group == "cat_dog_1"
+    assert np.array_equal(ts.gt(0), read_testset("is3", is3).gt(0))
+    wave, sr = sf.read(ts.samples[0].audio)
+    assert sr == 16000 and wave.ndim == 1 and abs(np.abs(wave).max() - 0.9) < 1e-3
+    assert abs(len(wave) - 0.4 * 16000) <= 2
+
+
+def test_is3plus_missing_class_audio(tmp_path, capsys):
+    from eval.errors import run_cli
+    from eval.is3plus import main
+    is3 = make_is3(tmp_path / "is3")
+    (tmp_path / "clean" / "bird").mkdir(parents=True)
+    (tmp_path / "clean" / "class_mapping.json").write_text("{}")
+    rc = run_cli(main, ["--is3", str(is3), "--clean-audio", str(tmp_path / "clean"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no clean audio for IS3+ class 'cat'" in err
+    assert not (tmp_path / "o" / "IS3plus_annotation.json").exists()

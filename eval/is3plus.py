@@ -2,19 +2,21 @@
 
 `python -m eval.is3plus --is3 IS3_DIR --clean-audio CLEAN_DIR [--mapping FILE] --out OUT_DIR [--seed 0]`
 - IS3_DIR: an IS3 folder as `eval.testsets` reads it (IS3_annotation.json, images/, audio_wav/, gt_masks/).
-- CLEAN_DIR: `{class}/*.wav|flac`, a pool of clean clips per IS3+ class.
+- CLEAN_DIR: `{class}/*.wav|flac`, a pool of clean clips per class, the folder named by the IS3+ class or, when no
+  such folder exists, by the IS3 class it comes from.
 - mapping (default CLEAN_DIR/class_mapping.json): {"IS3 class": "IS3+ class"}, the category simplification (e.g.
   "playing harpsichord" -> "harp", "cat growling" -> "cat"); classes it does not name keep their name.
 Every annotation gets its class mapped, then one clip drawn uniformly from the sorted files of that class with a
 `random.Random` seeded by (seed, sample key), so a sample's draw depends only on the seed and its own key. Each chosen
 clip is downmixed to mono, resampled to 16 kHz and peak-normalised ("we normalize and downsample audio samples to
-16kHz"; the peak level is an option), written once to OUT_DIR/audio_wav/{class}/{file}.wav. OUT_DIR/IS3plus_annotation.json
-lists IS3's records with paths relative to OUT_DIR (images and masks stay in IS3_DIR), `class` (IS3+), `is3_class`
-and `source_audio`; it is written last and atomically, with config.yaml beside it.
+16kHz"; the peak level is an option), written once to OUT_DIR/audio_wav/{folder}/{file}.wav.
+OUT_DIR/IS3plus_annotation.json lists IS3's records with paths relative to OUT_DIR (images and masks stay in IS3_DIR),
+`class` (IS3+), `is3_class` and `source_audio`; it is written last and atomically, with config.yaml beside it.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -87,24 +89,24 @@ def build(cfg: IS3PlusConfig) -> Path:
     for s in is3.samples:
         cls = mapping.get(s.label, s.label)
         if cls not in pools:
-            folder = clean / cls
+            folder = clean / cls if (clean / cls).is_dir() else clean / s.label
             pools[cls] = sorted(p for p in folder.glob("*") if p.suffix.lower() in cfg.extensions) \
                 if folder.is_dir() else []
             if not pools[cls]:
-                raise EvalError(f"{folder}: no clean audio for IS3+ class {cls!r} (IS3 class {s.label!r})")
+                raise EvalError(f"{clean / cls}: no clean audio for IS3+ class {cls!r} (IS3 class {s.label!r})")
         choices.append((s, cls, random.Random(f"{cfg.seed}:{s.key}").choice(pools[cls])))
     records, written = [], {}
     for s, cls, src in tqdm(choices, desc="IS3+ audio", unit="sample"):
-        rel = Path("audio_wav") / cls / f"{src.stem}.wav"
+        rel = Path("audio_wav") / src.parent.name / f"{src.stem}.wav"
         if rel not in written:
             wave = clean_audio_file(src, cfg.sample_rate, cfg.peak)
             with atomic_open(out / rel, "wb") as fh:
                 sf.write(fh, wave, cfg.sample_rate, format="WAV", subtype="PCM_16")
             written[rel] = src
         records.append({
-            "image": os.path.relpath(s.image, out), "gt_mask": os.path.relpath(s.mask, out), "audio": str(rel),
+            "image": os.path.relpath(s.image, out), "gt_mask": os.path.relpath(s.mask, out), "audio": rel.as_posix(),
             "gt_box": list(s.boxes[0]), "class": cls, "is3_class": s.label,
-            "source_audio": str(src.relative_to(clean)),
+            "source_audio": src.relative_to(clean).as_posix(),
         })
     save_config(cfg, out / "config.yaml")
     atomic_write_json(out / IS3PLUS_ANNOTATION, records)
@@ -123,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     flags = {"is3": args.is3, "clean_audio": args.clean_audio, "mapping": args.mapping, "out": args.out,
              "seed": args.seed}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
-    path = build(load_config(IS3PlusConfig, args.config, overrides))
+    cfg = load_config(IS3PlusConfig, args.config, args.overrides)
+    path = build(dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None}))
     print(f"wrote {path}")
     return 0
 

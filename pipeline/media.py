@@ -1,0 +1,279 @@
+"""Decode one clip into what a shard stores, encode it, and check that every encoded component decodes.
+
+Input is either a video file (mp4: the frame on screen at the centre time, or K evenly spaced frames, plus the whole
+audio track) or the extracted layout other repositories use (JPEG frames + a WAV). Audio always goes through FFmpeg's
+resampler (PyAV) to 16 kHz mono signed 16-bit, as VGGSound's own preprocessing does (`ffmpeg -ac 1 -ar 16000`):
+FFmpeg filters before decimating, DALI's resampler does not. Every failure raises `MediaError` with one of the
+reasons of the failures file: unreadable, corrupt, no_audio, too_short, no_video (missing is decided by the caller).
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+SAMPLE_RATE = 16000
+REASONS = ("unreadable", "corrupt", "no_audio", "too_short", "no_video", "missing")
+# First bytes of the containers we read: a file that starts like one but does not parse is corrupt, anything else
+# that does not parse is unreadable (garbage, empty, another format).
+SKIP_MARGIN = 0.5  # seconds before a wanted frame from which every frame is decoded
+_SIGNATURES = ((4, b"ftyp"), (0, b"RIFF"), (0, b"\x1a\x45\xdf\xa3"), (0, b"\xff\xd8\xff"))
+
+
+class MediaError(Exception):
+    """A clip that cannot be stored; `reason` is one of REASONS, `detail` says what was seen."""
+
+    def __init__(self, reason: str, detail: str):
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Clip:
+    """A decoded clip: RGB frames (centre frame first, then the K evenly spaced ones when K > 1) and 16 kHz audio."""
+
+    centre: Image.Image
+    spaced: list[Image.Image] = field(default_factory=list)
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))  # int16, mono, SAMPLE_RATE
+    fps: float | None = None
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    channels: int = 0
+    duration: float = 0.0
+
+
+def _open_failure(path: Path, exc: Exception) -> MediaError:
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)) or (
+        isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError)
+    ):
+        return MediaError("unreadable", f"{type(exc).__name__}: {exc}")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as err:
+        return MediaError("unreadable", f"{type(err).__name__}: {err}")
+    if any(head[off:off + len(sig)] == sig for off, sig in _SIGNATURES):
+        return MediaError("corrupt", f"container does not parse: {exc}")
+    return MediaError("unreadable", f"not a media file: {exc}")
+
+
+def _decode_audio(container: av.container.InputContainer, min_duration: float) -> tuple[np.ndarray, int, int]:
+    """The whole first audio stream as int16 mono at SAMPLE_RATE, plus the original rate and channel count."""
+    if not container.streams.audio:
+        raise MediaError("no_audio", "no audio stream")
+    stream = container.streams.audio[0]
+    ctx = stream.codec_context
+    rate = int(ctx.sample_rate or 0)
+    channels = int(ctx.layout.nb_channels) if ctx.layout is not None else 0
+    container.seek(0)
+    frames = list(container.decode(stream))
+    # One resampler call over the whole track when the decoded frames agree in format (per-frame calls cost more
+    # and give the same samples).
+    kinds = {(f.format.name, f.layout.name, f.sample_rate) for f in frames}
+    if len(kinds) == 1:
+        fmt, layout, frame_rate = kinds.pop()
+        whole = av.AudioFrame.from_ndarray(np.concatenate([f.to_ndarray() for f in frames], axis=1),
+                                           format=fmt, layout=layout)
+        whole.sample_rate = frame_rate
+        frames = [whole]
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    chunks = [out.to_ndarray().reshape(-1) for f in frames + [None] for out in resampler.resample(f)]
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    if audio.size == 0:
+        raise MediaError("no_audio", "audio stream has no samples")
+    if audio.size < min_duration * SAMPLE_RATE:
+        raise MediaError("too_short", f"audio is {audio.size / SAMPLE_RATE:.3f} s, less than {min_duration:g} s")
+    return audio.astype(np.int16, copy=False), rate, channels
+
+
+def _frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> Image.Image:
+    """The frame on screen at time t: the last frame starting at or before t (the first frame if none does).
+
+    Decoding starts at the keyframe before t. Frames that no other frame references and that start more than
+    SKIP_MARGIN before t cannot be the answer, so the decoder skips them (bit-exact for the frames it does decode);
+    should the answer itself lie before that margin (a gap in the video), the search is repeated without skipping.
+    """
+    ctx = stream.codec_context
+    for skipping in (True, False):
+        ctx.skip_frame = "NONREF" if skipping else "DEFAULT"
+        container.seek(max(0, int(t / stream.time_base)), stream=stream, backward=True)
+        chosen = None
+        for frame in _decode_from_here(container, stream, t - SKIP_MARGIN):
+            if chosen is not None and frame.time is not None and frame.time > t:
+                break
+            chosen = frame
+        if chosen is None:
+            raise MediaError("no_video", f"no video frame decoded near {t:.3f} s")
+        if not skipping or chosen.time is None or chosen.time >= t - SKIP_MARGIN:
+            return chosen.to_image()
+    raise AssertionError("unreachable")
+
+
+def _decode_from_here(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                      full_from: float):
+    """Decode `stream` from the current position; every packet presented at or after `full_from` fully."""
+    ctx = stream.codec_context
+    for packet in container.demux(stream):
+        if ctx.skip_frame != "DEFAULT" and (packet.pts is None or packet.pts * stream.time_base >= full_from):
+            ctx.skip_frame = "DEFAULT"
+        yield from ctx.decode(packet)  # the final empty packet flushes the decoder
+
+
+def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0) -> Clip:
+    """Decode an mp4 (or any container FFmpeg reads): centre frame, K evenly spaced frames, the whole audio."""
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # noqa: BLE001 - every open failure becomes a typed reason
+        raise _open_failure(path, exc) from None
+    try:
+        with container:
+            if not container.streams.video:
+                raise MediaError("no_video", "no video stream")
+            vstream = container.streams.video[0]
+            vstream.codec_context.thread_count = 1  # one core per worker: parallelism is across clips
+            duration = _duration(container, vstream)
+            audio, rate, channels = _decode_audio(container, min_duration)
+            if duration <= 0:
+                duration = audio.size / SAMPLE_RATE
+            start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
+            centre = _frame_at(container, vstream, start + duration / 2)
+            spaced = [_frame_at(container, vstream, start + duration * (k + 0.5) / frames)
+                      for k in range(frames)] if frames > 1 else []
+            fps = float(vstream.average_rate) if vstream.average_rate else None
+            return Clip(centre=centre, spaced=spaced, audio=audio, fps=fps, width=int(vstream.width),
+                        height=int(vstream.height), sample_rate=rate, channels=channels,
+                        duration=round(duration, 6))
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError, MemoryError) as exc:
+        raise MediaError("corrupt", f"decoding failed: {type(exc).__name__}: {exc}") from None
+
+
+def _duration(container: av.container.InputContainer, vstream: av.video.stream.VideoStream) -> float:
+    if vstream.duration is not None and vstream.time_base is not None:
+        return float(vstream.duration * vstream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _frame_sort_key(p: Path) -> tuple:
+    return (0, int(p.stem), p.name) if p.stem.isdigit() else (1, 0, p.name)
+
+
+def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int = 1,
+                     min_duration: float = 3.0) -> Clip:
+    """The extracted layout: JPEG frames of one clip (in time order by name) and its WAV (any rate, any channels).
+
+    Of n frames, the centre one is index (n-1)//2 (SSL-TIE's 125.jpg of 250) and frame k of K is index
+    floor((k + 0.5) n / K).
+    """
+    if not frame_paths:
+        raise MediaError("no_video", "no frame images")
+    ordered = sorted(frame_paths, key=_frame_sort_key)
+    n = len(ordered)
+
+    def load(p: Path) -> Image.Image:
+        try:
+            with Image.open(p) as im:
+                return im.convert("RGB")
+        except FileNotFoundError as exc:
+            raise MediaError("unreadable", f"{p}: {exc}") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise _open_failure(p, exc) if not p.exists() else MediaError("corrupt", f"{p.name}: {exc}") from None
+
+    centre = load(ordered[(n - 1) // 2])
+    spaced = [load(ordered[min(n - 1, int((k + 0.5) * n / frames))]) for k in range(frames)] if frames > 1 else []
+    try:
+        container = av.open(str(audio_path))
+    except Exception as exc:  # noqa: BLE001 - every open failure becomes a typed reason
+        raise _open_failure(audio_path, exc) from None
+    try:
+        with container:
+            audio, rate, channels = _decode_audio(container, min_duration)
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+        raise MediaError("corrupt", f"audio decoding failed: {type(exc).__name__}: {exc}") from None
+    return Clip(centre=centre, spaced=spaced, audio=audio, fps=None, width=centre.width, height=centre.height,
+                sample_rate=rate, channels=channels, duration=round(audio.size / SAMPLE_RATE, 6))
+
+
+def resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    """Resize (antialiased bicubic) so that the shorter side is `size`, keeping the aspect ratio."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if w <= h:
+        new = (size, max(1, round(h * size / w)))
+    else:
+        new = (max(1, round(w * size / h)), size)
+    return img.resize(new, Image.Resampling.BICUBIC)
+
+
+def encode_jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def encode_audio(audio: np.ndarray, fmt: str) -> bytes:
+    """int16 mono samples -> FLAC or WAV bytes (libsndfile writes to a seekable buffer, so headers are complete)."""
+    buf = io.BytesIO()
+    sf.write(buf, audio, SAMPLE_RATE, format=fmt.upper(), subtype="PCM_16")
+    return buf.getvalue()
+
+
+def check_jpeg(data: bytes, size: tuple[int, int]) -> None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            ok = im.size == size and im.mode == "RGB"
+    except Exception as exc:  # noqa: BLE001 - any failure to decode is a failed check
+        raise MediaError("corrupt", f"encoded JPEG does not decode: {exc}") from None
+    if not ok:
+        raise MediaError("corrupt", f"encoded JPEG has the wrong size or mode (expected {size} RGB)")
+
+
+def check_audio(data: bytes, num_samples: int) -> None:
+    try:
+        decoded, rate = sf.read(io.BytesIO(data), dtype="int16")
+    except Exception as exc:  # noqa: BLE001 - any failure to decode is a failed check
+        raise MediaError("corrupt", f"encoded audio does not decode: {exc}") from None
+    if rate != SAMPLE_RATE or decoded.ndim != 1 or decoded.shape[0] != num_samples:
+        raise MediaError("corrupt", f"encoded audio decodes to {decoded.shape} at {rate} Hz, "
+                                    f"expected ({num_samples},) at {SAMPLE_RATE} Hz")
+
+
+def encode_sample(clip: Clip, meta: dict, *, frame_size: int, audio_format: str, jpeg_quality: int
+                  ) -> dict[str, bytes]:
+    """The members of one webdataset sample (extension -> bytes), every one checked to decode.
+
+    `meta` holds the clip's identity (id, ytid, start, label, class_index, split); the media fields are added here.
+    """
+    members: dict[str, bytes] = {}
+    images = [("jpg", clip.centre)] + [(f"frame{k}.jpg", im) for k, im in enumerate(clip.spaced)]
+    for ext, im in images:
+        small = resize_short_side(im, frame_size)
+        data = encode_jpeg(small, jpeg_quality)
+        check_jpeg(data, small.size)
+        members[ext] = data
+    audio = encode_audio(clip.audio, audio_format)
+    check_audio(audio, int(clip.audio.size))
+    members[audio_format] = audio
+    full = dict(meta)
+    full.update(fps=clip.fps, width=clip.width, height=clip.height, sample_rate=clip.sample_rate,
+                channels=clip.channels, duration=clip.duration, num_samples=int(clip.audio.size))
+    members["json"] = json.dumps(full, sort_keys=True).encode()
+    members["cls"] = str(meta["class_index"]).encode()
+    return members

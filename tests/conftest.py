@@ -1,0 +1,22 @@
+"""Shared pytest fixtures.
+
+`synth_corpus`: one tiny synthetic VGGSound-like corpus per test session (24 clips of 2 s, 4 classes, small IS3/S4
+test sets), made by `pipeline.synth` with two workers; tests must treat it as read-only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.synth import SynthConfig, generate
+
+SYNTH_FIXTURE = dict(clips=24, seconds=2.0, classes=4, seed=7, test_fraction=0.25, offscreen_fraction=0.15,
+                     is3_images=4, s4_videos=4, clean_per_class=2, workers=2)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """Path of the session's synthetic corpus (vggsound.csv, video/, testsets/, synth.json)."""
+    out = tmp_path_factory.mktemp("synth") / "vggsound"
+    return generate(SynthConfig(out=str(out), **SYNTH_FIXTURE), progress=False)

@@ -1,0 +1,20 @@
+"""Test helper: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+
+
+def remux(src: Path, dst: Path, *, audio: bool = True, seconds: float | None = None) -> None:
+    """Copy `src` to `dst` keeping the video stream, the audio stream only if `audio`, and only packets before `seconds`."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+        streams = [inp.streams.video[0]] + ([inp.streams.audio[0]] if audio else [])
+        mapping = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in inp.demux(*streams):
+            if packet.dts is None:
+                continue
+            if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)

@@ -1,0 +1,111 @@
+"""pipeline.media: centre frame choice, 16 kHz anti-aliased audio, typed failure reasons, validated encoding."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from pipeline import media
+from tests.mediafiles import remux
+
+META = {"id": "x", "ytid": "x", "start": 0, "label": "a", "class_index": 3, "split": "train"}
+
+
+@pytest.fixture(scope="module")
+def clip_path(synth_corpus: Path) -> Path:
+    return sorted((synth_corpus / "video").glob("*.mp4"))[0]
+
+
+def _frame_on_screen(path: Path, t: float) -> np.ndarray:
+    """Brute force: decode every frame, keep the last one starting at or before t."""
+    with av.open(str(path)) as c:
+        chosen = None
+        for frame in c.decode(c.streams.video[0]):
+            if chosen is not None and frame.time > t:
+                break
+            chosen = frame
+        return np.asarray(chosen.to_image())
+
+
+def test_centre_and_spaced_frames_are_the_frames_on_screen(clip_path: Path):
+    clip = media.decode_video(clip_path, frames=3, min_duration=0.5)
+    with av.open(str(clip_path)) as c:
+        v = c.streams.video[0]
+        duration = float(v.duration * v.time_base)
+        start = float(v.start_time * v.time_base)
+        assert (clip.width, clip.height) == (v.width, v.height)
+    assert np.array_equal(np.asarray(clip.centre), _frame_on_screen(clip_path, start + duration / 2))
+    for k, im in enumerate(clip.spaced):
+        assert np.array_equal(np.asarray(im), _frame_on_screen(clip_path, start + duration * (k + 0.5) / 3))
+    assert np.array_equal(np.asarray(clip.spaced[1]), np.asarray(clip.centre))
+    assert clip.audio.dtype == np.int16
+    assert abs(clip.audio.size / media.SAMPLE_RATE - clip.duration) < 0.1
+
+
+def test_resampling_is_anti_aliased(tmp_path: Path):
+    """A 12 kHz tone in 48 kHz audio must vanish at 16 kHz, not fold back to 4 kHz; a 1 kHz tone stays."""
+    rate = 48000
+    t = np.arange(4 * rate) / rate
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 1000 * t), 0.3 * np.sin(2 * np.pi * 12000 * t)], axis=1)
+    sf.write(tmp_path / "a.wav", stereo, rate, subtype="PCM_16")
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(tmp_path / "f.jpg")
+    clip = media.decode_extracted([tmp_path / "f.jpg"], tmp_path / "a.wav", min_duration=1.0)
+    assert (clip.sample_rate, clip.channels) == (rate, 2)
+    x = clip.audio.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    freqs = np.fft.rfftfreq(x.size, 1 / media.SAMPLE_RATE)
+    at = lambda f: spectrum[np.abs(freqs - f) < 20].max()  # noqa: E731
+    assert at(4000) < at(1000) * 1e-3  # the alias of 12 kHz would sit at 16 - 12 = 4 kHz
+    assert abs(x.size - 4 * media.SAMPLE_RATE) < 64
+
+
+def test_failure_reasons(tmp_path: Path, clip_path: Path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4000))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip_path.read_bytes()[:3000])
+    silent = tmp_path / "silent.mp4"
+    remux(clip_path, silent, audio=False)
+    short = tmp_path / "short.mp4"
+    remux(clip_path, short, seconds=1.0)
+    cases = {garbage: "unreadable", empty: "unreadable", truncated: "corrupt", silent: "no_audio",
+             short: "too_short", tmp_path / "absent.mp4": "unreadable"}
+    for path, reason in cases.items():
+        with pytest.raises(media.MediaError) as err:
+            media.decode_video(path, min_duration=1.5)
+        assert err.value.reason == reason, (path.name, err.value.detail)
+
+
+def test_encode_sample_members_decode(clip_path: Path):
+    clip = media.decode_video(clip_path, frames=2, min_duration=0.5)
+    for fmt in ("flac", "wav"):
+        members = media.encode_sample(clip, META, frame_size=64, audio_format=fmt, jpeg_quality=90)
+        assert list(members) == ["jpg", "frame0.jpg", "frame1.jpg", fmt, "json", "cls"]
+        with Image.open(io.BytesIO(members["jpg"])) as im:
+            assert min(im.size) == 64
+            assert abs(im.size[0] / im.size[1] - clip.width / clip.height) < 0.05
+        audio, rate = sf.read(io.BytesIO(members[fmt]), dtype="int16")
+        assert rate == media.SAMPLE_RATE and np.array_equal(audio, clip.audio)
+        assert members["cls"] == b"3"
+
+
+def test_checks_reject_broken_components(clip_path: Path):
+    clip = media.decode_video(clip_path, min_duration=0.5)
+    members = media.encode_sample(clip, META, frame_size=32, audio_format="flac", jpeg_quality=90)
+    with pytest.raises(media.MediaError, match="JPEG"):
+        media.check_jpeg(members["jpg"][: len(members["jpg"]) // 2], (1, 1))
+    with pytest.raises(media.MediaError, match="audio"):
+        media.check_audio(members["flac"][: len(members["flac"]) // 2], clip.audio.size)
+
+
+def test_resize_short_side():
+    assert media.resize_short_side(Image.new("RGB", (640, 360)), 256).size == (455, 256)
+    assert media.resize_short_side(Image.new("RGB", (360, 640)), 256).size == (256, 455)
+    assert media.resize_short_side(Image.new("RGB", (320, 240)), 256).size == (341, 256)

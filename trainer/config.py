@@ -45,10 +45,9 @@ class SaNConfig:
     # also apply S/N negatives and L_S/L_N to the equivariance view (its logits use the same audio); the SaN term is
     # then averaged over the two views like the contrastive loss, so lambda_sn keeps its scale.
     silence_db: bool = False  # silence log-mel: all zeros (false, the group's eval convention) or -100 dB (true)
-    noise_db: bool = True
+    noise_db: bool = True  # noise: N(0, 1) waveform (the paper's sigma = 1), a fresh draw per image and step
     # noise log-mel through dB like positives (true) or raw mel power (false, the group's eval convention). Raw power of
     # N(0,1) noise (~750) dominates the shared BatchNorm statistics and collapsed learning (notes/LEARNING.md): true.
-    noise_std: float = 1.0  # sigma of the Gaussian noise waveform
     silence_per_sample: bool = False
     # silence is one constant input: encode it once per batch (false) or once per image (true, B copies in the
     # audio batch, which changes the BatchNorm statistics' silence share from 1/(2B+1) to 1/3)
@@ -96,6 +95,10 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
+    source: Literal["shards", "random"] = "shards"  # random: seeded random tensors (benchmarks, loop tests)
+    random_image_size: int = 224
+    random_frames: int = 670  # log-mel frames of the random audio (670 = 10 s at 16 kHz)
+    random_batches: int = 100  # random batches per epoch and process
     shard_dir: str = "shards/vggsound"  # output of pipeline.shard (train-*.tar, val-*.tar, manifest.json)
     train_split: str = "train"
     val_split: str = "val"  # held-out training clips: model selection and the plateau scheduler, never the test set

@@ -1,0 +1,78 @@
+"""The trainer's data sources: the project loaders over shards (`pipeline.loaders`) or seeded random tensors.
+
+`source: shards` builds `pipeline.loaders.build_loader` for the train and val splits with the per-process micro-batch.
+`source: random` yields seeded random images / log-mels (no files, no decoding): for benchmarks and loop tests that
+must not depend on the data pipeline. Both expose what the loop needs: iteration over one epoch of batches with
+`.image`, `.logmel`, `.label`, `.key`, plus `set_epoch`, `state_dict` and `load_state_dict` (mid-epoch resume).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.configio import ConfigError
+from trainer.config import TrainConfig
+
+
+@dataclass
+class RandomBatch:
+    image: torch.Tensor
+    logmel: torch.Tensor
+    label: torch.Tensor
+    key: list[str]
+
+
+class RandomBatches:
+    """`num_batches` per epoch of random tensors; batch k of epoch e on rank r depends only on (seed, r, e, k)."""
+
+    def __init__(self, batch: int, image_size: int, frames: int, num_batches: int, seed: int, rank: int):
+        self.batch, self.image_size, self.frames, self.num_batches = batch, image_size, frames, num_batches
+        self.seed, self.rank = seed, rank
+        self.epoch = 0
+        self.index = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.index = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        while self.index < self.num_batches:
+            g = torch.Generator().manual_seed(hash((self.seed, self.rank, self.epoch, self.index)) % (2**62))
+            b = self.batch
+            image = torch.randn(b, 3, self.image_size, self.image_size, generator=g)
+            logmel = torch.randn(b, 1, 257, self.frames, generator=g) * 20.0 - 30.0
+            label = torch.randint(0, 10, (b,), generator=g)
+            keys = [f"random_{self.rank}_{self.epoch}_{self.index}_{i}" for i in range(b)]
+            self.index += 1
+            yield RandomBatch(image, logmel, label, keys)
+
+
+def micro_batch(cfg: TrainConfig, world_size: int) -> int:
+    """Per-process samples per micro-step: global batch / (processes x accumulation steps), which must divide."""
+    div = world_size * cfg.optim.grad_accum
+    if cfg.optim.batch_size % div:
+        raise ConfigError(f"optim.batch_size={cfg.optim.batch_size} is not divisible by processes ({world_size}) x "
+                         f"optim.grad_accum ({cfg.optim.grad_accum})")
+    return cfg.optim.batch_size // div
+
+
+def build_loaders(cfg: TrainConfig, rank: int, world_size: int, device: torch.device):
+    """(train loader, val loader or None) for this process."""
+    batch = micro_batch(cfg, world_size)
+    d = cfg.data
+    if d.source == "random":
+        train = RandomBatches(batch, d.random_image_size, d.random_frames, d.random_batches, cfg.seed, rank)
+        val = RandomBatches(batch, d.random_image_size, d.random_frames, max(1, d.random_batches // 4),
+                            cfg.seed + 1, rank)
+        return train, val
+    raise ConfigError(f"data.source={d.source!r}: the shard loaders (pipeline/loaders.py) are not available yet")

@@ -1,0 +1,356 @@
+"""SSL-SaN / SSL-TIE training loop: `accelerate launch trainer/train.py --config trainer/configs/ssl_san.yaml [k=v ...]`.
+
+Runs as a file under `accelerate launch` (1..N GPUs, or several gloo processes on the CPU:
+`accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no
+trainer/train.py ...`), so the repository root is put on sys.path first to make `trainer` and `pipeline` importable.
+Also `python -m trainer.train` for one process.
+
+Per optimizer step: grad_accum micro-batches (DDP gradient sync only on the last), each through `Objective`
+(SSL-TIE's two views + equivariance + silence/noise), Adam, optional grad clipping. ReduceLROnPlateau steps on a
+validation metric of the held-out `val` split. Output in runs/<name>/: config.yaml, log.jsonl (every loss term, lr,
+samples/s, data-wait), tb/ (TensorBoard), checkpoints/ (trainer.checkpoint). SIGTERM / SIGUSR1 (Slurm's warning
+before preemption or the time limit) -> checkpoint at the next step boundary and exit 0; `--resume auto` (default)
+continues from the latest checkpoint, exactly (RNG states and the loader position are restored). A non-finite loss
+stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file by `accelerate launch trainer/train.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import contextlib
+import json
+import signal
+import time
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from tqdm import tqdm
+
+from pipeline.configio import ConfigError, load_config, save_config
+from trainer import checkpoint as ckpt
+from trainer.config import TrainConfig
+from trainer.data import build_loaders
+from trainer.equivariance import draw_transform
+from trainer.model import AVENet
+from trainer.objective import Objective, negative_inputs
+
+PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (non-finite loss, incompatible checkpoint); message names the step or file."""
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: str = "auto"):
+        self.cfg = cfg
+        cpu = not torch.cuda.is_available()
+        self.acc = Accelerator(cpu=cpu, mixed_precision=PRECISION[cfg.precision])
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.device = self.acc.device
+        self.run_dir = Path(cfg.output_root) / cfg.name
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        set_seed(cfg.seed)  # same on every rank: identical initial weights (DDP also broadcasts rank 0's)
+        self.model = AVENet(cfg.model)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            self.model.imgnet.compile()
+            self.model.audnet.compile()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.objective, self.optimizer = self.acc.prepare(Objective(self.model, cfg), optimizer)
+        self.params = params
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.optim.plateau_mode, factor=cfg.optim.plateau_factor,
+            patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr)
+        # the trainer's own random streams (transforms on the CPU, noise on the device), one pair per process
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2 * self.rank + 1)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + 2 * self.rank + 2)
+        self.train_loader, self.val_loader = build_loaders(cfg, self.rank, self.world, self.device)
+        self.step = 0
+        self.epoch = 0
+        self.best: float | None = None
+        self.metrics: dict[str, float] = {}
+        self.stop_signal = 0
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.pending_loader_state: dict | None = None
+        self.validated_at = self.best_at = -1
+        self._resume(resume)
+
+    # ---------------------------------------------------------------- resume / checkpoint
+    def _resume(self, resume: str) -> None:
+        if resume == "none":
+            return
+        step_dir = ckpt.latest_checkpoint(self.run_dir) if resume == "auto" else ckpt.resolve(resume, "latest")
+        if step_dir is None:
+            return
+        state = ckpt.load_state(step_dir)
+        ckpt.load_weights(self.model, step_dir)
+        self.optimizer.optimizer.load_state_dict(ckpt.load_optimizer(step_dir, state))
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.acc.scaler is not None and state.get("scaler"):
+            self.acc.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.best = state["step"], state["epoch"], state.get("best")
+        ranks = state["ranks"]
+        if len(ranks) == self.world:
+            ckpt.set_rng_state(ranks[self.rank]["rng"], {"aug": self.aug_gen, "noise": self.noise_gen})
+            self.pending_loader_state = ranks[self.rank]["loader"]
+        else:  # another number of processes: positions do not map; restart the interrupted epoch from its start
+            self.acc.print(f"warning: {step_dir} was written by {len(ranks)} processes, this run has {self.world}: "
+                           f"restarting epoch {self.epoch} from its first batch")
+        self.acc.print(f"resumed from {step_dir} (step {self.step}, epoch {self.epoch})")
+
+    def save(self, epoch_done: bool) -> None:
+        """Checkpoint at a step boundary: weights, optimizer, scheduler, every process's RNG and loader position."""
+        self._check_finite()
+        loader_state = None if epoch_done else self.train_loader.state_dict()
+        per_rank = {"rng": ckpt.rng_state({"aug": self.aug_gen, "noise": self.noise_gen}), "loader": loader_state,
+                    "params_sha256": ckpt.params_digest(self.model)}
+        ranks = gather_object([per_rank]) if self.world > 1 else [per_rank]
+        if len({r["params_sha256"] for r in ranks}) > 1:
+            raise TrainingError(f"step {self.step}: the processes' weights differ (DDP out of sync); not saved")
+        if self.acc.is_main_process:
+            state = {"epoch": self.epoch + 1 if epoch_done else self.epoch, "world_size": self.world,
+                     "scheduler": self.scheduler.state_dict(), "best": self.best, "metrics": self.metrics,
+                     "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
+                     "ranks": ranks}
+            ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.optimizer.optimizer.state_dict(), state,
+                                 self.cfg, self.cfg.keep_checkpoints)
+        self.acc.wait_for_everyone()
+
+    def _check_finite(self) -> None:
+        steps = self.acc.gather(self.bad_step.reshape(1)) if self.world > 1 else self.bad_step.reshape(1)
+        steps = steps[steps >= 0]
+        if steps.numel():
+            first = int(steps.min().item())
+            raise TrainingError(f"non-finite loss at step {first} (run {self.run_dir}); stopped, no checkpoint "
+                                f"written after step {first - 1}")
+
+    # ---------------------------------------------------------------- one optimizer step
+    def _micro_step(self, batch, sync: bool) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        image = batch.image.to(self.device, non_blocking=True).contiguous(memory_format=mf)
+        logmel = batch.logmel.to(self.device, non_blocking=True).contiguous(memory_format=mf)
+        silence, noise = negative_inputs(cfg, logmel, self.noise_gen)
+        tf = draw_transform(image.shape[0], cfg.equivariance, self.aug_gen) if cfg.equivariance.enabled else None
+        ctx = contextlib.nullcontext() if sync else self.acc.no_sync(self.objective)
+        with ctx:
+            terms = self.objective(image, logmel, silence, noise, tf)
+            self.acc.backward(terms["loss"] / cfg.optim.grad_accum)
+        return terms
+
+    def _optimizer_step(self, micro_batches) -> dict[str, torch.Tensor]:
+        n = len(micro_batches)
+        totals: dict[str, torch.Tensor] = {}
+        for k, batch in enumerate(micro_batches):
+            terms = self._micro_step(batch, sync=k == n - 1)
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + value.detach().float() / n
+        finite = torch.isfinite(totals["loss"])
+        self.bad_step = torch.where(~finite & (self.bad_step < 0), torch.full_like(self.bad_step, self.step + 1),
+                                    self.bad_step)
+        if self.cfg.optim.grad_clip > 0:
+            self.acc.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return totals
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if self.val_loader is None:
+            return {}
+        objective = self.acc.unwrap_model(self.objective)
+        objective.eval()
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + 7919 * (self.rank + 1))
+        sums: dict[str, torch.Tensor] = {}
+        count = torch.zeros((), device=self.device)
+        self.val_loader.set_epoch(0)
+        for i, batch in enumerate(self.val_loader):
+            if self.cfg.val_batches and i >= self.cfg.val_batches:
+                break
+            image = batch.image.to(self.device)
+            logmel = batch.logmel.to(self.device)
+            silence, noise = negative_inputs(self.cfg, logmel, gen)
+            with self.acc.autocast():
+                terms = objective(image, logmel, silence, noise, None, gather=False)
+            b = image.shape[0]
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.float() * b
+            count += b
+        objective.train()
+        if self.world > 1:
+            count = self.acc.reduce(count, reduction="sum")
+            sums = {k: self.acc.reduce(v, reduction="sum") for k, v in sums.items()}
+        n = max(float(count.item()), 1.0)
+        return {f"val/{k}": float(v.item()) / n for k, v in sums.items()}
+
+    def _after_validation(self, metrics: dict[str, float]) -> bool:
+        """Step the plateau scheduler; returns True when this step is the best so far."""
+        self.metrics = metrics
+        key = self.cfg.optim.plateau_metric
+        if key not in metrics:
+            raise TrainingError(f"optim.plateau_metric={key!r} is not a validation metric; have {sorted(metrics)}")
+        value = metrics[key]
+        self.scheduler.step(value)
+        better = self.best is None or (value < self.best if self.cfg.optim.plateau_mode == "min" else value > self.best)
+        if better:
+            self.best = value
+        return better
+
+    # ---------------------------------------------------------------- main loop
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signum
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor(float(self.stop_signal), device=self.device)
+        if self.world > 1:
+            flag = self.acc.reduce(flag, reduction="sum")
+        return bool(flag.item() > 0)
+
+    def run(self) -> int:
+        cfg = self.cfg
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+        main = self.acc.is_main_process
+        tb = log = None
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            from torch.utils.tensorboard import SummaryWriter
+            tb = SummaryWriter(str(self.run_dir / "tb"))
+            log = open(self.run_dir / "log.jsonl", "a")
+            per = cfg.optim.batch_size // (self.world * cfg.optim.grad_accum)
+            self.acc.print(f"global batch {cfg.optim.batch_size} = {self.world} processes x {per} x grad_accum "
+                           f"{cfg.optim.grad_accum}; device {self.device}; precision {cfg.precision}")
+        steps_per_epoch = len(self.train_loader) // cfg.optim.grad_accum
+        total = min(cfg.max_steps or 10**12, steps_per_epoch * cfg.epochs)
+        bar = tqdm(total=total, initial=self.step, disable=not main, dynamic_ncols=True, desc=cfg.name)
+        interval = {"terms": {}, "n": 0, "wait": 0.0, "t0": time.perf_counter()}
+        if cfg.max_steps and self.step >= cfg.max_steps:
+            self.acc.print(f"step {self.step} already reached max_steps={cfg.max_steps}; nothing to do")
+            bar.close()
+            return 0
+        try:
+            while self.epoch < cfg.epochs:
+                self.train_loader.set_epoch(self.epoch)
+                if self.pending_loader_state is not None:
+                    self.train_loader.load_state_dict(self.pending_loader_state)
+                    self.pending_loader_state = None
+                it = iter(self.train_loader)
+                reached_max = False
+                while not reached_max:
+                    t_wait = time.perf_counter()
+                    micro = [b for b in (next(it, None) for _ in range(cfg.optim.grad_accum)) if b is not None]
+                    if len(micro) < cfg.optim.grad_accum:
+                        break  # end of the epoch (a partial accumulation is dropped, like drop_last)
+                    interval["wait"] += time.perf_counter() - t_wait
+                    for k, v in self._optimizer_step(micro).items():
+                        interval["terms"][k] = interval["terms"].get(k, 0.0) + v
+                    interval["n"] += 1
+                    bar.update(1)
+                    reached_max = bool(cfg.max_steps) and self.step >= cfg.max_steps
+                    if self.step % cfg.log_every == 0 or reached_max:
+                        self._log(interval, tb, log, bar)
+                        if self._stop_requested():
+                            self.acc.print(f"stop signal: checkpoint at step {self.step}, exiting (resume with "
+                                           f"--resume auto)")
+                            self.save(epoch_done=False)
+                            return 0
+                    if reached_max:
+                        break
+                    if cfg.val_every and self.step % cfg.val_every == 0:
+                        self._validate_and_mark(tb, log)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                        self.save(epoch_done=False)
+                self._finish(tb, log, epoch_done=not reached_max)
+                if reached_max:
+                    break
+                self.epoch += 1
+        finally:
+            bar.close()
+            if main:
+                tb.close()
+                log.close()
+        return 0
+
+    def _finish(self, tb, log, epoch_done: bool) -> None:
+        """End of an epoch (or of max_steps): validate, checkpoint, mark best."""
+        self._check_finite()
+        best = self._validate_and_mark(tb, log, save_best=False)
+        self.save(epoch_done=epoch_done)
+        if best and self.acc.is_main_process:
+            ckpt.mark_best(self.run_dir, self.step)
+
+    def _validate_and_mark(self, tb, log, save_best: bool = True) -> bool:
+        self._check_finite()
+        if self.validated_at == self.step:
+            return self.best_at == self.step
+        self.validated_at = self.step
+        metrics = self.validate()
+        if not metrics:
+            return False
+        best = self._after_validation(metrics)
+        record = {"step": self.step, "epoch": self.epoch, **metrics, "best": self.best}
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            for k, v in metrics.items():
+                tb.add_scalar(k, v, self.step)
+        if best:
+            self.best_at = self.step
+        if best and save_best:
+            self.save(epoch_done=False)
+            if self.acc.is_main_process:
+                ckpt.mark_best(self.run_dir, self.step)
+        return best
+
+    def _log(self, interval: dict, tb, log, bar) -> None:
+        self._check_finite()
+        n = max(interval["n"], 1)
+        terms = {k: v / n for k, v in interval["terms"].items()}
+        if self.world > 1:
+            terms = {k: self.acc.reduce(v, reduction="mean") for k, v in terms.items()}
+        elapsed = time.perf_counter() - interval["t0"]
+        record = {"step": self.step, "epoch": self.epoch, **{f"train/{k}": float(v) for k, v in terms.items()},
+                  "lr": self.optimizer.optimizer.param_groups[0]["lr"],
+                  "samples_per_s": interval["n"] * self.cfg.optim.batch_size / max(elapsed, 1e-9),
+                  "data_wait_s": interval["wait"] / n, "global_batch": self.cfg.optim.batch_size}
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            for k, v in record.items():
+                if k not in ("step", "epoch"):
+                    tb.add_scalar(k, v, self.step)
+            bar.set_postfix(loss=f"{record['train/loss']:.4f}", sps=f"{record['samples_per_s']:.1f}")
+        interval.update(terms={}, n=0, wait=0.0, t0=time.perf_counter())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML recipe (trainer/configs/*.yaml)")
+    parser.add_argument("--resume", default="auto",
+                        help="auto (latest checkpoint of runs/<name> if any), none, or a step/run directory")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.batch_size=64 san.lambda_sn=0.5")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+        trainer = Trainer(cfg, args.resume)
+        return trainer.run()
+    except (ConfigError, ckpt.CheckpointError, TrainingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, TrainingError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,10 +29,11 @@ class Voice:
 
 
 def class_voice(k: int) -> Voice:
-    """The nominal voice of class k: quarter-octave pitch steps spread over 3 octaves, varied timbre and rhythm."""
-    f0 = 160.0 * 2 ** (((k * 7) % 12) / 4.0) * (1.0 + 0.06 * (k // 12))
+    """The nominal voice of class k: quarter-octave pitch steps spread over 3 octaves (classes 12-23 sit an eighth
+    of an octave above 0-11), varied timbre and rhythm."""
+    f0 = 160.0 * 2 ** (((k * 7) % 12) / 4.0 + (k // 12 % 2) / 8.0)
     return Voice(f0=f0, harmonics=2 + (k * 5) % 6, tilt=0.5 + 0.5 * ((k * 3) % 4),
-                 am_rate=[2.0, 3.5, 5.5, 8.0, 11.0][(k * 2) % 5], am_depth=0.7, rhythm=RHYTHMS[k % 3],
+                 am_rate=[2.0, 3.5, 5.5, 8.0, 11.0][(k * 2) % 5], am_depth=0.7, rhythm=RHYTHMS[(k + k // 12) % 3],
                  duty=0.35 + 0.1 * (k % 4), phase=0.0, level=0.4)
 
 

@@ -84,7 +84,8 @@ def check_out(out: Path, wanted: dict) -> None:
     except (OSError, ValueError):
         raise SynthError(f"{out}: folder is not empty and holds no readable synth.json; "
                          "choose an empty or new --out") from None
-    have = found.get("settings") if isinstance(found, dict) else None
+    found = found if isinstance(found, dict) else {}
+    have = found.get("settings")
     if found.get("format") != FORMAT or have != wanted:
         diff = ", ".join(f"{k} {have.get(k)!r} (asked {v!r})" for k, v in wanted.items()
                          if isinstance(have, dict) and have.get(k) != v)

@@ -139,7 +139,8 @@ def plan_corpus(num_clips: int, seconds: float, num_classes: int, seed: int, tes
                 offscreen_fraction: float, is3_images: int, s4_videos: int, clean_per_class: int) -> Plan:
     looks = scenes.class_catalogue(num_classes)
     rng = rng_for(seed, STREAM_CORPUS, 0)
-    n_test = min(num_clips, max(1, round(num_clips * test_fraction))) if test_fraction > 0 else 0
+    # at least one test clip when asked for any, and always at least one training clip
+    n_test = min(num_clips - 1, max(1, round(num_clips * test_fraction))) if test_fraction > 0 else 0
     test_idx = set(int(i) for i in rng.choice(num_clips, size=n_test, replace=False))
     classes = _cycle(rng, num_clips, list(range(num_classes)))
     res = _cycle(rng, num_clips, RESOLUTIONS)

@@ -1,0 +1,220 @@
+"""SSL-TIE's audio features in torch: the one log-mel definition, the audio window and tiling, SpecAugment,
+the negative audios (silence, seeded noise) and the choice of offscreen partners.
+
+Both loaders (DALI and reference), the per-file benchmark baseline, the trainer and the evaluator use these functions,
+so every stage feeds the model the same input (docs/ARCHITECTURE.md section 3, ../shared/REFERENCE.md A.1 and C):
+- log-mel: n_fft 512, hop 239, 257 HTK mel bins (norm None, 0 Hz to sr/2), periodic Hann, centred frames with reflect
+  padding, window-energy normalisation (`normalized=True`), power 2, dB = 10*log10(max(x, 1e-10)). At 16 kHz 28 of the
+  257 mel rows are empty and read -100 dB; they are kept, as SSL-TIE keeps them.
+- audio: a window (3 s by default, centred or random) is cut from the clip and tiled to the model's input length the
+  way SSL-TIE tiles: repeated floor(L/len)+1 times, truncated to L.
+- SpecAugment (train): with p 0.8 one time mask (width U[0,180)) then one frequency mask (width U[0,35)), on the mel
+  power before dB, so masked cells read -100 dB (torchaudio's TimeMasking/FrequencyMasking draw, per sample).
+- negatives: silence = a zero waveform, noise = N(0, 1) samples from a seeded torch.Generator, through the same mel;
+  dB on negatives is a switch (default off: the group's SSL-TIE evaluation feeds linear mel power for negatives).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 239
+N_MELS = 257
+AMIN = 1e-10
+DB_FLOOR = -100.0  # 10 * log10(AMIN)
+SPEC_AUG_P = 0.8
+TIME_MASK = 180
+FREQ_MASK = 35
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_CACHE: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def num_frames(num_samples: int) -> int:
+    """Spectrogram frames of a waveform of `num_samples` (centred frames): 670 for 10 s at 16 kHz, 335 for 5 s."""
+    return 1 + num_samples // HOP
+
+
+def seconds_to_samples(seconds: float) -> int:
+    return int(round(seconds * SAMPLE_RATE))
+
+
+def periodic_hann(device: torch.device | str = "cpu") -> torch.Tensor:
+    """The STFT window: a periodic Hann of 512 (torch.hann_window's default), float32."""
+    key = ("hann", str(device))
+    if key not in _CACHE:
+        _CACHE[key] = torch.hann_window(N_FFT, periodic=True, dtype=torch.float32, device=device)
+    return _CACHE[key]
+
+
+def window_energy() -> float:
+    """sum(w^2) of the STFT window: normalized=True divides the power spectrum by it."""
+    return float(periodic_hann().pow(2).sum())
+
+
+def mel_filterbank(device: torch.device | str = "cpu") -> torch.Tensor:
+    """[257 frequencies, 257 mel bins] HTK triangular filters, no area normalisation, 0 Hz to 8 kHz."""
+    key = ("mel", str(device))
+    if key not in _CACHE:
+        with warnings.catch_warnings():  # torchaudio warns about the 28 empty rows, which SSL-TIE keeps
+            warnings.simplefilter("ignore", UserWarning)
+            fb = AF.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE, norm=None,
+                                    mel_scale="htk")
+        _CACHE[key] = fb.to(device=device, dtype=torch.float32)
+    return _CACHE[key]
+
+
+def stft_power(wave: torch.Tensor) -> torch.Tensor:
+    """Waveform `[..., N]` -> power spectrogram `[..., 257, 1 + N // 239]` (no window-energy normalisation yet)."""
+    lead = wave.shape[:-1]
+    flat = wave.reshape(-1, wave.shape[-1]).float()
+    spec = torch.stft(flat, N_FFT, hop_length=HOP, win_length=N_FFT, window=periodic_hann(flat.device),
+                      center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+    power = spec.real.square() + spec.imag.square()
+    return power.reshape(*lead, *power.shape[-2:])
+
+
+def power_to_mel(power: torch.Tensor) -> torch.Tensor:
+    """Power spectrogram `[..., 257 freq, T]` -> mel power `[..., 257 mel, T]`, with normalized=True's 1/sum(w^2).
+
+    The DALI loader computes the STFT power in its pipeline and this step in torch, so both loaders share one
+    mel filterbank (DALI's own mel_filter_bank rounds its small weights differently, up to 5e-3 dB)."""
+    fb = mel_filterbank(power.device)
+    mel = torch.matmul(power.transpose(-1, -2), fb).transpose(-1, -2)
+    return mel * (1.0 / window_energy())
+
+
+def mel_power(wave: torch.Tensor) -> torch.Tensor:
+    """Waveform `[..., N]` float -> mel power `[..., 257, 1 + N // 239]` (before dB)."""
+    return power_to_mel(stft_power(wave))
+
+
+def to_db(power: torch.Tensor) -> torch.Tensor:
+    """10 * log10(max(x, 1e-10)): torchaudio's AmplitudeToDB defaults (power, ref 1, no top_db)."""
+    return 10.0 * torch.log10(torch.clamp(power, min=AMIN))
+
+
+def logmel(wave: torch.Tensor) -> torch.Tensor:
+    """SSL-TIE's log-mel of a waveform `[..., N]`: `[..., 257, T]` in dB."""
+    return to_db(mel_power(wave))
+
+
+def window_start(num_samples: int, window_samples: int, mode: str, generator: torch.Generator | None = None) -> int:
+    """Where the audio window starts: centred ((len - win) // 2) or uniform over the valid starts."""
+    room = max(num_samples - window_samples, 0)
+    if mode == "center":
+        return room // 2
+    if mode == "random":
+        return int(torch.randint(0, room + 1, (1,), generator=generator))
+    raise ValueError(f"audio window mode {mode!r} is not 'center' or 'random'")
+
+
+def take_window(wave: torch.Tensor, window_samples: int, mode: str,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """The `window_samples`-long window of a 1-D waveform (the whole clip when it is shorter)."""
+    start = window_start(wave.shape[-1], window_samples, mode, generator)
+    return wave[..., start:start + window_samples]
+
+
+def tile(wave: torch.Tensor, length: int) -> torch.Tensor:
+    """SSL-TIE's tiling: a clip shorter than `length` is repeated floor(length / len) + 1 times; then cut to `length`."""
+    n = wave.shape[-1]
+    if n == 0:
+        raise ValueError("cannot tile an empty waveform")
+    if n < length:
+        wave = wave.repeat(*([1] * (wave.dim() - 1)), length // n + 1)
+    return wave[..., :length]
+
+
+def clip_to_input(wave: torch.Tensor, window_samples: int, input_samples: int, mode: str,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Window then tile: the waveform the model's log-mel is computed from."""
+    return tile(take_window(wave, window_samples, mode, generator), input_samples)
+
+
+def spec_augment_params(batch: int, frames: int, generator: torch.Generator | None = None, *, p: float = SPEC_AUG_P,
+                        time_mask: int = TIME_MASK, freq_mask: int = FREQ_MASK, n_mels: int = N_MELS) -> torch.Tensor:
+    """Per-sample masks `[B, 4]` int64: (time start, time width, freq start, freq width); width 0 = no mask.
+
+    Drawn as torchaudio's mask_along_axis draws: width v = U[0, param), start = U[0, size - v), both floored."""
+    u = torch.rand(batch, 5, generator=generator, dtype=torch.float64)
+    apply = u[:, 0] < p
+    tw = u[:, 1] * time_mask
+    ts = u[:, 2] * (frames - tw)
+    fw = u[:, 3] * freq_mask
+    fs = u[:, 4] * (n_mels - fw)
+    out = torch.stack([ts.floor(), tw.floor(), fs.floor(), fw.floor()], dim=1).long()
+    out[~apply, 1] = 0
+    out[~apply, 3] = 0
+    return out
+
+
+def apply_masks(power: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Zero the masked time columns and mel rows of `[B, ..., F, T]` mel power (a new tensor)."""
+    frames, mels = power.shape[-1], power.shape[-2]
+    masks = masks.to(power.device)
+    t = torch.arange(frames, device=power.device)
+    f = torch.arange(mels, device=power.device)
+    tmask = (t[None] >= masks[:, :1]) & (t[None] < masks[:, :1] + masks[:, 1:2])
+    fmask = (f[None] >= masks[:, 2:3]) & (f[None] < masks[:, 2:3] + masks[:, 3:4])
+    cut = tmask[:, None, :] | fmask[:, :, None]
+    cut = cut.reshape(power.shape[0], *([1] * (power.dim() - 3)), mels, frames)
+    return power.masked_fill(cut, 0.0)
+
+
+def spec_augment(power: torch.Tensor, generator: torch.Generator | None = None, **kw) -> torch.Tensor:
+    """SpecAugment on a batch of mel power `[B, ..., 257, T]` (before dB), one draw per sample."""
+    return apply_masks(power, spec_augment_params(power.shape[0], power.shape[-1], generator, **kw))
+
+
+def silence_logmel(batch: int, num_samples: int, *, db: bool = False,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """The silence input `[B, 1, 257, T]`: mel of a zero waveform = 0 (or -100 dB with `db`)."""
+    shape = (batch, 1, N_MELS, num_frames(num_samples))
+    return torch.full(shape, DB_FLOOR if db else 0.0, dtype=torch.float32, device=device)
+
+
+def noise_logmel(batch: int, num_samples: int, generator: torch.Generator, *, db: bool = False,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """The noise input `[B, 1, 257, T]`: mel power of N(0, 1) waveforms, a fresh draw per sample (dB with `db`).
+
+    The waveform is drawn on the generator's device and moved to `device`, so a seed gives the same noise anywhere."""
+    wave = torch.randn(batch, 1, num_samples, generator=generator, device=generator.device)
+    power = mel_power(wave.to(device))
+    return to_db(power) if db else power
+
+
+def mix_seed(seed: int, *parts: int) -> int:
+    """A 63-bit seed derived from `seed` and a position (epoch, rank, step...): the same position, the same seed."""
+    mixed = int(seed)
+    for p in parts:
+        mixed = (mixed * 1_000_003 + int(p) + 1) % (2**63 - 1)
+    return mixed
+
+
+def negative_generator(seed: int, *parts: int) -> torch.Generator:
+    """A CPU generator seeded by `mix_seed(seed, *parts)`, reproducible across runs and resumes."""
+    g = torch.Generator()
+    g.manual_seed(mix_seed(seed, *parts))
+    return g
+
+
+def offscreen_indices(labels: torch.Tensor, pool_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each label, a uniformly drawn index into `pool_labels` whose class differs (the offscreen partner).
+
+    Raises ValueError when some sample has no partner of another class in the pool."""
+    labels = labels.cpu()
+    pool_labels = pool_labels.cpu()
+    other = labels[:, None] != pool_labels[None, :]
+    counts = other.sum(1)
+    if bool((counts == 0).any()):
+        raise ValueError("offscreen audio needs a clip of another class, and this batch and the previous one "
+                         "hold only one class")
+    pick = (torch.rand(labels.shape[0], generator=generator, dtype=torch.float64) * counts).floor().long()
+    order = torch.cumsum(other.long(), dim=1)
+    return (order <= pick[:, None]).sum(1)

@@ -1,0 +1,105 @@
+"""pipeline.features: SSL-TIE's log-mel against torchaudio (golden values), tiling, windows, SpecAugment statistics,
+negatives and offscreen partners."""
+import math
+import warnings
+
+import pytest
+import torch
+import torchaudio
+
+from pipeline import features as F
+
+
+def torchaudio_ssltie(wave: torch.Tensor) -> torch.Tensor:
+    """SSL-TIE's own transform chain (datasets/dataloader.py): MelSpectrogram(normalized=True) + AmplitudeToDB()."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mel = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=512, hop_length=239, n_mels=257,
+                                                   normalized=True)
+    return torchaudio.transforms.AmplitudeToDB()(mel(wave))
+
+
+def sine(freq=1000.0, amp=0.5, seconds=10.0):
+    t = torch.arange(int(seconds * 16000)) / 16000
+    return amp * torch.sin(2 * math.pi * freq * t)
+
+
+def test_logmel_matches_torchaudio_golden():
+    x = sine()
+    ours, ref = F.logmel(x), torchaudio_ssltie(x)
+    assert ours.shape == (257, 670)
+    # golden values read from torchaudio 2.11 for this sine: peak mel bin 90 of frame 300 at 12.5457 dB
+    assert int(ref[:, 300].argmax()) == 90 and abs(float(ref[90, 300]) - 12.54566) < 1e-4
+    assert int(ours[:, 300].argmax()) == 90 and abs(float(ours[90, 300]) - 12.54566) < 1e-4
+    assert abs(float(ours[100, 300]) - (-68.47810)) < 1e-3
+    noise = torch.randn(2, 48000, generator=torch.Generator().manual_seed(0)) * 0.1
+    assert (F.logmel(noise) - torchaudio_ssltie(noise)).abs().max() < 1e-3
+
+
+def test_frames_and_empty_mel_rows():
+    assert F.num_frames(160000) == 670 and F.num_frames(80000) == 335
+    fb = F.mel_filterbank()
+    empty = (fb.sum(0) == 0)
+    assert int(empty.sum()) == 28
+    db = F.logmel(torch.randn(160000))
+    assert torch.all(db[empty] == -100.0)
+    assert torch.all(F.logmel(torch.zeros(16000)) == -100.0)
+
+
+def test_tiling_as_ssltie_and_windows():
+    w = torch.arange(7.0)
+    assert F.tile(w, 20).tolist() == [float(i % 7) for i in range(20)]
+    assert F.tile(torch.arange(30.0), 20).tolist() == list(map(float, range(20)))
+    clip = torch.arange(160000.0)
+    centre = F.take_window(clip, 48000, "center")
+    assert centre[0] == 56000 and centre.numel() == 48000          # 3.5 s .. 6.5 s
+    g = torch.Generator().manual_seed(0)
+    starts = [F.window_start(160000, 48000, "random", g) for _ in range(2000)]
+    assert min(starts) >= 0 and max(starts) <= 112000 and abs(sum(starts) / 2000 - 56000) < 4000
+    assert F.take_window(torch.arange(10.0), 48000, "center").numel() == 10
+    x = F.clip_to_input(clip[:48000], 48000, 160000, "center")
+    assert x.shape == (160000,) and torch.equal(x[48000:96000], clip[:48000])
+
+
+def test_spec_augment_statistics():
+    g = torch.Generator().manual_seed(1)
+    m = F.spec_augment_params(20000, 670, g)
+    applied = m[:, 1] > 0
+    assert abs(float((m[:, 1] > 0).float().mean()) - 0.8 * 179 / 180) < 0.015
+    tw, fw = m[applied, 1].float(), m[applied, 3].float()
+    assert tw.max() == 179 and fw.max() == 34 and tw.min() >= 0
+    assert abs(float(tw.mean()) - 89.5) < 2.0 and abs(float(fw.mean()) - 17.0) < 0.6
+    assert int((m[:, 0] + m[:, 1]).max()) <= 670 and int((m[:, 2] + m[:, 3]).max()) <= 257
+    power = torch.ones(4, 1, 257, 670)
+    masks = torch.tensor([[10, 5, 20, 3], [0, 0, 0, 0], [660, 10, 254, 3], [0, 2, 0, 0]])
+    out = F.apply_masks(power, masks)
+    assert int((out[0, 0] == 0).all(0).sum()) == 5 and int((out[0, 0] == 0).all(1).sum()) == 3
+    assert torch.all(out[1] == 1) and torch.all(out[2, 0, :, 660:] == 0) and torch.all(out[2, 0, 254:] == 0)
+    assert torch.all(F.to_db(out)[0, 0, :, 10:15] == -100.0)        # masked before dB
+    assert torch.all(power == 1)
+
+
+def test_negatives_and_db_switch():
+    s = F.silence_logmel(3, 160000)
+    assert s.shape == (3, 1, 257, 670) and torch.all(s == 0)
+    assert torch.all(F.silence_logmel(2, 80000, db=True) == -100.0)
+    a = F.noise_logmel(2, 48000, F.negative_generator(5, 1, 2))
+    b = F.noise_logmel(2, 48000, F.negative_generator(5, 1, 2))
+    c = F.noise_logmel(2, 48000, F.negative_generator(5, 1, 3), db=True)
+    assert a.shape == (2, 1, 257, F.num_frames(48000)) and torch.equal(a, b)
+    assert not torch.equal(a[0], a[1]) and a.min() >= 0
+    # two draws of the same noise process have nearly the same mean level; dB is applied only when asked
+    assert abs(float(F.to_db(a).mean()) - float(c.mean())) < 1.0 and c.max() < 40
+
+
+def test_offscreen_indices_other_class():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    seen = set()
+    for _ in range(200):
+        idx = F.offscreen_indices(labels, labels, g)
+        assert torch.all(labels[idx] != labels)
+        seen.add(int(idx[0]))
+    assert seen == {2, 3, 4, 5}
+    with pytest.raises(ValueError, match="another class"):
+        F.offscreen_indices(torch.tensor([1, 1]), torch.tensor([1, 1]), g)

@@ -103,3 +103,16 @@ def test_user_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "median" in r.stderr
     with pytest.raises(CheckpointError):
         resolve(tmp_path / "nothing")
+
+
+def test_bench_reports_both_loops(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([PY, "-m", "trainer.bench", "--batch", "2", "--image-size", "32", "--frames", "32", "--steps",
+                        "1", "--warmup", "1", "--precision", "bf16", "--channels-last", "--json", str(out),
+                        "model.width=4"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [row["run"] for row in rows] == ["this", "ssl-tie baseline"]
+    assert rows[0]["precision"] == "bf16" and rows[0]["channels_last"] and rows[0]["encode_audio_once"]
+    assert rows[1]["precision"] == "fp32" and not rows[1]["encode_audio_once"]
+    assert all(row["samples_per_s"] > 0 for row in rows) and "speed-up over the baseline" in r.stdout

@@ -140,6 +140,8 @@ def generate(cfg: SynthConfig, progress: bool = True) -> Path:
                        cfg.is3_images, cfg.s4_videos, cfg.clean_per_class)
     boxes = clip_boxes(plan)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.rglob(".*.tmp"):  # temporary files of a killed run (pipeline.atomic's naming)
+        stale.unlink()
     atomic_write_json(out / "synth.json", corpus_meta(cfg, plan, boxes, complete=False))
     save_config(cfg, out / "config.yaml")
     jobs = ([Job("clip", str(out), c, plan.looks, cfg.seconds) for c in plan.clips]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -252,6 +255,25 @@ def test_rerun_resumes_and_skips_finished_files(tmp_path):
     generate(SynthConfig(out=str(out), workers=1, **TINY), progress=False)
     assert videos[0].read_bytes() == original and (out / "vggsound.csv").is_file()
     assert {p: p.stat().st_mtime_ns for p in videos[1:]} == kept
+
+
+def test_killed_run_resumes_to_the_same_bytes(tmp_path):
+    args = ["--clips", "8", "--seconds", "2", "--classes", "3", "--seed", "5", "--workers", "1",
+            "is3_images=1", "s4_videos=1", "clean_per_class=1"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.synth", "--out", str(out), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and len(list(out.glob("video/*.mp4"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert not (out / "vggsound.csv").exists() and not json.loads((out / "synth.json").read_text())["complete"]
+    assert main(["--out", str(out), *args]) == 0
+    assert main(["--out", str(tmp_path / "whole"), *args]) == 0
+    resumed, whole = _tree(out), _tree(tmp_path / "whole")
+    resumed.pop("config.yaml"), whole.pop("config.yaml")
+    assert resumed == whole
 
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):

@@ -1,0 +1,100 @@
+"""The Numba sweep equals the one-threshold-at-a-time numpy reference, edge cases included."""
+import numpy as np
+import pytest
+
+from eval.metrics import reference as ref
+from eval.metrics.kernels import ThresholdGrid, sweep
+
+
+def _case():
+    rng = np.random.default_rng(7)
+    maps = (0.2 + 0.3 * rng.standard_normal((8, 14, 14))).astype(np.float32)
+    maps[1] = 0.25                      # constant map
+    maps[2, :7] = 0.1                   # a plateau: many tied pixels
+    maps[5] = np.round(maps[5] * 10) / 10   # values on the threshold grid itself (ties at thresholds)
+    gt = np.zeros((8, 224, 224), dtype=np.uint8)
+    gt[0, 50:120, 30:200] = 1
+    gt[2] = 1                           # full-image GT (adaptive threshold = minimum)
+    gt[3, 10:20, 10:20] = 1
+    gt[4, 100:, :50] = 1
+    gt[5, 0:224:2, 40:90] = 1
+    gt[7, 60:160, 60:160] = 1           # samples 1 and 6: empty GT
+    thr = np.unique(np.r_[np.linspace(-1, 1, 201), [0.05 * k for k in range(21)], 0.25, 0.1, 0.7])
+    return maps, gt, thr
+
+
+def test_counts_equal_reference_including_ties_constant_and_empty_gt():
+    maps, gt, thr = _case()
+    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+    above, inter = ref.sweep_ref(maps, gt, thr)
+    assert np.array_equal(res.above, above)
+    assert np.array_equal(res.inter, inter)
+    assert not res.bad.any()
+    assert np.array_equal(res.gt_pixels, (gt != 0).reshape(8, -1).sum(axis=1))
+    assert np.allclose(res.max_native, maps.reshape(8, -1).max(axis=1))
+
+
+def _iou(inter, above, g):
+    union = g + above - inter
+    return inter / union if union > 0 else float("nan")
+
+
+def test_rank_thresholds_and_ious_equal_reference():
+    maps, gt, thr = _case()
+    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+    for i in range(len(maps)):
+        up = ref.upsample_ref(maps[i])
+        t_med, t_adap = ref.median_threshold_ref(up), ref.adaptive_threshold_ref(up, gt[i])
+        assert res.rank_thr[i, 0] == t_med and res.rank_thr[i, 1] == t_adap
+        g = res.gt_pixels[i]
+        for col, want in ((0, ref.iou_ref(up, gt[i], t_med)), (1, ref.iou_ref(up, gt[i], t_adap)),
+                          (2, ref.ssltie_iou_ref(up, gt[i]))):
+            got = _iou(res.rank_inter[i, col], res.rank_above[i, col], g)
+            assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-12, (i, col, got, want)
+
+
+def test_edge_case_semantics():
+    maps, gt, thr = _case()
+    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+    # constant map: the median equals every pixel, strict > predicts nothing -> empty GT gives NaN (0/0) ...
+    assert res.rank_above[1, 0] == 0 and _iou(0, 0, 0) != _iou(0, 0, 0)
+    # ... while SSL-TIE's flavour keeps ties at the maximum: a constant map >= 0 predicts the whole image
+    assert res.rank_above[1, 2] == 224 * 224
+    # full-image GT: the adaptive threshold is the minimum, so every pixel above the minimum is predicted
+    up = ref.upsample_ref(maps[2]).astype(np.float64)
+    assert res.rank_thr[2, 1] == up.min() and res.rank_above[2, 1] == int((up > up.min()).sum())
+
+
+def test_negatives_without_gt_and_extra_thresholds():
+    maps, gt, thr = _case()
+    extra = np.stack([np.full(8, 0.1), np.linspace(-0.5, 0.5, 8)], axis=1)
+    res = sweep(maps, ThresholdGrid(thr), None, extra=extra)
+    above, _ = ref.sweep_ref(maps, None, thr)
+    assert np.array_equal(res.above, above)
+    for i in range(8):
+        up = ref.upsample_ref(maps[i])
+        for e in range(2):
+            assert res.extra_above[i, e] == round(ref.pia_ref(up, extra[i, e]) * 224 * 224)
+
+
+def test_non_finite_maps_are_flagged():
+    maps, gt, thr = _case()
+    maps[3, 4, 4] = np.nan
+    maps[6, 0, 0] = np.inf
+    res = sweep(maps, ThresholdGrid(thr), gt)
+    assert res.bad.tolist() == [False, False, False, True, False, False, True, False]
+
+
+@pytest.mark.parametrize("bad", [[], [0.1, 0.1], [0.2, 0.1], [0.0, np.nan]])
+def test_threshold_grid_rejects_bad_thresholds(bad):
+    with pytest.raises(ValueError):
+        ThresholdGrid(np.array(bad, dtype=np.float64))
+
+
+def test_single_threshold_and_values_outside_the_grid():
+    rng = np.random.default_rng(1)
+    maps = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
+    for thr in (np.array([0.3]), np.linspace(-0.2, 0.2, 5)):
+        res = sweep(maps, ThresholdGrid(thr), None, size=32)
+        above, _ = ref.sweep_ref(maps, None, thr, size=32)
+        assert np.array_equal(res.above, above)

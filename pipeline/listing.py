@@ -1,9 +1,9 @@
 """Which clips to shard: read `vggsound.csv` (+ an optional list file of clip ids) and find each clip's input files.
 
-The csv has no header: `ytid,start,label,split` (labels quoted when they contain commas). Clip id = `{ytid}_{start:06d}`;
-ids are restricted to `[A-Za-z0-9_-]` so that they are safe as file names and as webdataset keys (no dots). Classes are
-the sorted unique labels of the whole csv. Inputs are either `video/{id}.mp4` (or `{id}.mp4` in the source folder itself)
-or the extracted layout `frames/{id}/*.jpg` or `frames/{id}.jpg` with `audio/{id}.wav`.
+The csv has no header: `ytid,start,label,split` (labels quoted when they contain commas). Clip id is
+`{ytid}_{start:06d}`; ids are restricted to `[A-Za-z0-9_-]` so that they are safe as file names and as webdataset keys
+(no dots). Classes are the sorted unique labels of the whole csv. Inputs are either `video/{id}.mp4` (or `{id}.mp4` in
+the source folder itself) or the extracted layout `frames/{id}/*.jpg` or `frames/{id}.jpg` with `audio/{id}.wav`.
 """
 from __future__ import annotations
 

@@ -66,8 +66,8 @@ def _open_failure(path: Path, exc: Exception) -> MediaError:
     return MediaError("unreadable", f"not a media file: {exc}")
 
 
-def _decode_audio(container: av.container.InputContainer, min_duration: float) -> tuple[np.ndarray, int, int]:
-    """The whole first audio stream as int16 mono at SAMPLE_RATE, plus the original rate and channel count."""
+def decode_audio_frames(container: av.container.InputContainer) -> tuple[list[av.AudioFrame], int, int]:
+    """Every decoded frame of the first audio stream, plus its sample rate and channel count."""
     if not container.streams.audio:
         raise MediaError("no_audio", "no audio stream")
     stream = container.streams.audio[0]
@@ -75,9 +75,15 @@ def _decode_audio(container: av.container.InputContainer, min_duration: float) -
     rate = int(ctx.sample_rate or 0)
     channels = int(ctx.layout.nb_channels) if ctx.layout is not None else 0
     container.seek(0)
-    frames = list(container.decode(stream))
-    # One resampler call over the whole track when the decoded frames agree in format (per-frame calls cost more
-    # and give the same samples).
+    return list(container.decode(stream)), rate, channels
+
+
+def resample_mono16k(frames: list[av.AudioFrame]) -> np.ndarray:
+    """Decoded audio frames -> int16 mono at SAMPLE_RATE through FFmpeg's resampler (filtered, not aliased).
+
+    One resampler call over the whole track when the frames agree in format: per-frame calls cost more and give
+    the same samples.
+    """
     kinds = {(f.format.name, f.layout.name, f.sample_rate) for f in frames}
     if len(kinds) == 1:
         fmt, layout, frame_rate = kinds.pop()
@@ -87,15 +93,21 @@ def _decode_audio(container: av.container.InputContainer, min_duration: float) -
         frames = [whole]
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     chunks = [out.to_ndarray().reshape(-1) for f in frames + [None] for out in resampler.resample(f)]
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    return np.concatenate(chunks).astype(np.int16, copy=False) if chunks else np.zeros(0, np.int16)
+
+
+def _decode_audio(container: av.container.InputContainer, min_duration: float) -> tuple[np.ndarray, int, int]:
+    """The whole first audio stream as int16 mono at SAMPLE_RATE, plus the original rate and channel count."""
+    frames, rate, channels = decode_audio_frames(container)
+    audio = resample_mono16k(frames)
     if audio.size == 0:
         raise MediaError("no_audio", "audio stream has no samples")
     if audio.size < min_duration * SAMPLE_RATE:
         raise MediaError("too_short", f"audio is {audio.size / SAMPLE_RATE:.3f} s, less than {min_duration:g} s")
-    return audio.astype(np.int16, copy=False), rate, channels
+    return audio, rate, channels
 
 
-def _frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> Image.Image:
+def frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> Image.Image:
     """The frame on screen at time t: the last frame starting at or before t (the first frame if none does).
 
     Decoding starts at the keyframe before t. Frames that no other frame references and that start more than
@@ -146,8 +158,8 @@ def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0
             if duration <= 0:
                 duration = audio.size / SAMPLE_RATE
             start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
-            centre = _frame_at(container, vstream, start + duration / 2)
-            spaced = [_frame_at(container, vstream, start + duration * (k + 0.5) / frames)
+            centre = frame_at(container, vstream, start + duration / 2)
+            spaced = [frame_at(container, vstream, start + duration * (k + 0.5) / frames)
                       for k in range(frames)] if frames > 1 else []
             fps = float(vstream.average_rate) if vstream.average_rate else None
             return Clip(centre=centre, spaced=spaced, audio=audio, fps=fps, width=int(vstream.width),

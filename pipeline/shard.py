@@ -1,4 +1,4 @@
-"""Shard a VGGSound-like corpus into WebDataset tars with DALI indexes: `python -m pipeline.shard --src vggsound/ --out DIR`.
+"""Shard a VGGSound-like corpus into WebDataset tars + DALI indexes: `python -m pipeline.shard --src vggsound/ --out DIR`.
 
 The job in three steps, each restartable:
 1. Plan (deterministic from the csv, the list file and the settings): select the clips, hold out `val_fraction` of the
@@ -145,7 +145,7 @@ def build_plan(cfg: ShardConfig) -> dict:
         for i in range(0, len(members), cfg.shard_size):
             chunk = members[i:i + cfg.shard_size]
             shards.append({"name": f"{group}-{i // cfg.shard_size:06d}", "split": group,
-                           "clips": [[r.id, r.ytid, r.start, r.label, class_index[r.label], r.split] for r in chunk]})
+                           "clips": [[r.id, r.ytid, r.start, r.label, class_index[r.label], group] for r in chunk]})
     layout_dict = {"kind": layout.kind, "video_dir": str(layout.video_dir), "frames_dir": str(layout.frames_dir),
                    "audio_dir": str(layout.audio_dir)}
     return {"format": 1, "settings": settings_of(cfg), "layout": layout_dict, "classes": classes,

@@ -55,14 +55,17 @@ def _decode(cid: str, layout: listing.Layout, opts: ClipOptions) -> media.Clip:
 
 
 def process_clip(clip: list) -> tuple[str, dict[str, bytes] | None, dict | None]:
-    """One planned clip `[id, ytid, start, label, class_index, csv_split]` -> (id, members, None) or (id, None, failure)."""
+    """One planned clip `[id, ytid, start, label, class_index, split]` -> (id, members, None) or (id, None, failure).
+
+    `split` is the clip's shard split (train, val or test).
+    """
     opts: ClipOptions = _STATE["opts"]
     layout: listing.Layout = _STATE["layout"]
-    cid, ytid, start, label, class_index, csv_split = clip
+    cid, ytid, start, label, class_index, split = clip
     try:
         decoded = _decode(cid, layout, opts)
         meta = {"id": cid, "ytid": ytid, "start": start, "label": label, "class_index": class_index,
-                "split": csv_split}
+                "split": split}
         members = media.encode_sample(decoded, meta, frame_size=opts.frame_size, audio_format=opts.audio_format,
                                       jpeg_quality=opts.jpeg_quality)
         return cid, members, None

@@ -7,7 +7,7 @@ import av
 
 
 def remux(src: Path, dst: Path, *, audio: bool = True, seconds: float | None = None) -> None:
-    """Copy `src` to `dst` keeping the video stream, the audio stream only if `audio`, and only packets before `seconds`."""
+    """Copy `src` to `dst`: the video stream, the audio stream only if `audio`, only packets before `seconds`."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
         streams = [inp.streams.video[0]] + ([inp.streams.audio[0]] if audio else [])
         mapping = {s.index: out.add_stream_from_template(s) for s in streams}

@@ -1,0 +1,196 @@
+"""Benchmarks of the data pipeline: `python -m pipeline.bench <subcommand> [options]`.
+
+Subcommands (each registers itself in SUBCOMMANDS: a function adding its options and one running it):
+- `shard`: sharding throughput (clips/s, median of repeats) for 1, 2, ... workers on a synthetic corpus made by
+  `pipeline.synth` (10 s clips, only those whose short side is 360 px by default), plus a per-stage profile
+  (audio decode, resampling, centre frame, JPEG, audio encoding; each with its validation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import av
+
+from pipeline import media
+from pipeline.atomic import atomic_write_json
+from pipeline.shard import ShardConfig, run as run_sharder
+from pipeline.synth import SynthConfig, SynthError, generate
+
+
+class BenchError(Exception):
+    """A user error (bad option, unusable corpus folder)."""
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model or platform.processor(), "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "pyav": av.__version__, "ffmpeg": av.library_versions["libavcodec"]}
+
+
+# ------------------------------------------------------------------------------------------------------ shard
+def _shard_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", help="folder of a synthetic corpus: used as it is when complete, else made with "
+                                    "--clips and --seconds (default: a temporary folder)")
+    p.add_argument("--clips", type=int, default=120, help="clips in the corpus (about half have short side 360)")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--min-duration", type=float, default=ShardConfig.min_duration, dest="min_duration",
+                   help="the sharder's min_duration (lower it for corpora of short clips)")
+    p.add_argument("--short-side", type=int, default=360, help="only clips whose short side is this (0: all)")
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--audio-format", choices=["flac", "wav"], default="flac")
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000, result
+
+
+def profile_clip(path: Path, frame_size: int, audio_format: str, repeats: int = 3) -> dict[str, float]:
+    """Median milliseconds of each stage of sharding one clip (the stages pipeline.media.decode_video chains)."""
+    def audio_frames():
+        with av.open(str(path)) as c:
+            return media.decode_audio_frames(c)[0]
+
+    def centre():
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            v.codec_context.thread_count = 1
+            start = float(v.start_time * v.time_base) if v.start_time is not None else 0.0
+            return media.frame_at(c, v, start + float(v.duration * v.time_base) / 2)
+
+    out = {}
+    out["audio_decode"], frames = _median_ms(audio_frames, repeats)
+    out["resample"], audio = _median_ms(lambda: media.resample_mono16k(frames), repeats)
+    out["centre_frame"], image = _median_ms(centre, repeats)
+
+    def jpeg():
+        small = media.resize_short_side(image, frame_size)
+        media.check_jpeg(media.encode_jpeg(small, 90), small.size)
+
+    def audio_out():
+        media.check_audio(media.encode_audio(audio, audio_format), audio.size)
+
+    out["jpeg_resize_encode_check"], _ = _median_ms(jpeg, repeats)
+    out[f"{audio_format}_encode_check"], _ = _median_ms(audio_out, repeats)
+    return out
+
+
+def bench_shard(args: argparse.Namespace) -> dict:
+    try:
+        worker_counts = [int(w) for w in args.workers.split(",") if w]
+    except ValueError:
+        raise BenchError(f"--workers {args.workers!r}: expected comma-separated integers") from None
+    if not worker_counts or min(worker_counts) < 1 or args.repeats < 1 or args.clips < 1:
+        raise BenchError("--workers, --repeats and --clips must be positive")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-shard-"))
+    try:
+        corpus = Path(args.corpus) if args.corpus else scratch / "corpus"
+        meta_path = corpus / "synth.json"
+        if not (meta_path.exists() and json.loads(meta_path.read_text()).get("complete")):
+            print(f"making corpus {corpus}: {args.clips} clips of {args.seconds:g} s", file=sys.stderr)
+            try:
+                generate(SynthConfig(out=str(corpus), clips=args.clips, seconds=args.seconds, is3_images=0,
+                                     s4_videos=0, clean_per_class=0))
+            except SynthError as exc:
+                raise BenchError(f"{corpus}: {exc}") from None
+        clips = [c for c in json.loads(meta_path.read_text())["clips"]
+                 if c["split"] == "train" and (not args.short_side or min(c["width"], c["height"]) == args.short_side)]
+        if not clips:
+            raise BenchError(f"{corpus}: no training clip with short side {args.short_side}")
+        (scratch / "list.txt").write_text("".join(c["id"] + "\n" for c in clips))
+        sizes = sorted({f"{c['width']}x{c['height']}" for c in clips})
+        runs: dict[int, list[float]] = {}
+        load_before = os.getloadavg()
+        for workers in worker_counts:
+            runs[workers] = []
+            for r in range(args.repeats):
+                out = scratch / f"shards-w{workers}-r{r}"
+                cfg = ShardConfig(src=str(corpus), out=str(out), list=str(scratch / "list.txt"), val_fraction=0.0,
+                                  workers=workers, audio_format=args.audio_format, min_duration=args.min_duration)
+                t = time.perf_counter()
+                summary = run_sharder(cfg, progress=False)
+                elapsed = time.perf_counter() - t
+                if summary.written != len(clips):
+                    raise BenchError(f"{out}: wrote {summary.written} of {len(clips)} clips; see failures.jsonl")
+                runs[workers].append(len(clips) / elapsed)
+                shutil.rmtree(out)
+                print(f"workers {workers} repeat {r}: {len(clips) / elapsed:.1f} clips/s", file=sys.stderr)
+        load_after = os.getloadavg()
+        stages = [profile_clip(corpus / "video" / f"{c['id']}.mp4", 256, args.audio_format) for c in clips]
+        profile = {k: round(statistics.median(s[k] for s in stages), 2) for k in stages[0]}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    base = statistics.median(runs[worker_counts[0]])
+    result = {
+        "benchmark": "shard", "machine": machine(), "corpus": str(corpus), "clips": len(clips),
+        "seconds": sorted({c["duration"] for c in clips}),
+        "sizes": sizes, "audio_format": args.audio_format, "repeats": args.repeats,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "clips_per_s": {str(w): round(statistics.median(v), 2) for w, v in runs.items()},
+        "clips_per_s_per_worker": {str(w): round(statistics.median(v) / w, 2) for w, v in runs.items()},
+        "scaling_vs_first": {str(w): round(statistics.median(v) / base, 2) for w, v in runs.items()},
+        "all_runs_clips_per_s": {str(w): [round(x, 2) for x in v] for w, v in runs.items()},
+        "profile_ms_median_per_clip": profile,
+    }
+    print("shard: " + ", ".join(f"{w} worker(s) {result['clips_per_s'][str(w)]} clips/s" for w in worker_counts)
+          + f" on {len(clips)} clips; load average {result['load_average_before'][0]} -> "
+          f"{result['load_average_after'][0]}", file=sys.stderr)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------- CLI
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]] = {
+    "shard": (_shard_options, bench_shard),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (add_options, _) in SUBCOMMANDS.items():
+        add_options(sub.add_parser(name))
+    args = parser.parse_args(argv)
+    try:
+        result = SUBCOMMANDS[args.command][1](args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    print(text)
+    if getattr(args, "json", None):
+        atomic_write_json(Path(args.json), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

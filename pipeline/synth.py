@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SynthError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output folder that cannot be written (permissions, full disk)
+        print(f"error: {exc.filename or 'output folder'}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote {cfg.clips} clips and the test sets to {out}")
     return 0
 

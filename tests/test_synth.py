@@ -291,3 +291,5 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert "--classes must be at least 2" in capsys.readouterr().err and not (tmp_path / "w").exists()
     assert main(["--out", str(tmp_path / "w"), "colour=red"]) == 2
     assert "unknown option" in capsys.readouterr().err
+    assert main(["--out", str(other / "notes.txt" / "sub"), "--clips", "2"]) == 2
+    assert capsys.readouterr().err == f"error: {other / 'notes.txt' / 'sub'}: Not a directory\n"

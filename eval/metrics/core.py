@@ -88,7 +88,11 @@ def _check_inputs(maps_pos, gt, maps_neg, cfg):
             a = a[:, None]
         if a.ndim != 4 or a.shape[0] != n or not np.issubdtype(a.dtype, np.floating):
             raise EvalError(f"{kind}: expected float maps [{n}, h, w] or [{n}, seeds, h, w], got {a.dtype} {a.shape}")
-        _finite_or_fail(kind, a.reshape(-1, *a.shape[2:]))
+        bad = ~np.isfinite(a.reshape(n, a.shape[1], -1)).all(axis=2)
+        if bad.any():
+            i, seed = np.argwhere(bad)[0]
+            raise EvalError(f"{kind}: map of sample {int(i)} (seed {int(seed)}) holds NaN or inf "
+                            f"({int(bad.sum())} such maps)")
         negs[kind] = a
     return pos, g, negs
 

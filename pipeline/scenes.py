@@ -253,10 +253,6 @@ def object_offset(obj: SceneObject, t: float, centre: float, width: int, height:
     return x, y
 
 
-def sprites(scene: Scene, looks: list[ClassLook]) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [render_sprite(looks[o.cls], o.h, o.w, o.period, o.phase) for o in scene.objects]
-
-
 def tight_box(mask: np.ndarray, x: int, y: int) -> tuple[int, int, int, int]:
     """Pixel box (x1, y1, x2, y2), exclusive ends, of the True pixels of a sprite mask placed at (x, y)."""
     ys = np.flatnonzero(mask.any(axis=1))
@@ -269,16 +265,14 @@ def centre_boxes(scene: Scene, looks: list[ClassLook]) -> list[tuple[int, int, i
     return [tight_box(shape_mask(looks[o.cls].shape, o.h, o.w), o.x, o.y) for o in scene.objects]
 
 
-def render_rgb(scene: Scene, looks: list[ClassLook], t: float | None = None, centre: float = 0.0,
-               sprite_cache: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+def render_rgb(scene: Scene, looks: list[ClassLook], t: float | None = None, centre: float = 0.0) -> np.ndarray:
     """uint8 RGB image of the scene at time t (None: the centre time), silent objects drawn first."""
     img = (render_background(scene.background, scene.width, scene.height) * 255 + 0.5).astype(np.uint8)
-    spr = sprite_cache if sprite_cache is not None else sprites(scene, looks)
     order = sorted(range(len(scene.objects)), key=lambda i: scene.objects[i].sounding)
     for i in order:
         o = scene.objects[i]
         x, y = (o.x, o.y) if t is None else object_offset(o, t, centre, scene.width, scene.height)
-        rgb, mask = spr[i]
+        rgb, mask = render_sprite(looks[o.cls], o.h, o.w, o.period, o.phase)
         region = img[y:y + o.h, x:x + o.w]
         region[mask] = rgb[mask]
     return img

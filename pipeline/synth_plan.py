@@ -87,7 +87,6 @@ class Plan:
     is3: list[Is3Spec]
     s4: list[S4Spec]
     clean: list[CleanSpec]
-    seconds: float
 
 
 def rng_for(seed: int, stream: int, index: int) -> np.random.Generator:
@@ -170,9 +169,9 @@ def plan_corpus(num_clips: int, seconds: float, num_classes: int, seed: int, tes
         tests[0].extra_boxes.append([0.00625, 0.015625, 0.00625, 0.015625])  # zero width and height
     if len(tests) > 1:
         tests[1].extra_boxes.append([SENTINEL] * 4)
-    return Plan(looks, clips, _plan_is3(seed, looks, is3_images), _plan_s4(seed, looks, s4_videos, used),
-                [CleanSpec(k, [draw_voice(rng_for(seed, STREAM_CLEAN, k * 1000 + j), k) for j in range(clean_per_class)])
-                 for k in range(num_classes)], seconds)
+    clean = [CleanSpec(k, [draw_voice(rng_for(seed, STREAM_CLEAN, k * 1000 + j), k) for j in range(clean_per_class)])
+             for k in range(num_classes)]
+    return Plan(looks, clips, _plan_is3(seed, looks, is3_images), _plan_s4(seed, looks, s4_videos, used), clean)
 
 
 def _plan_is3(seed: int, looks: list[ClassLook], count: int) -> list[Is3Spec]:

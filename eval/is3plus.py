@@ -64,7 +64,8 @@ def clean_audio_file(src: Path, sample_rate: int, peak: float) -> np.ndarray:
     try:
         wave, sr = sf.read(src, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
-        raise EvalError(f"{src}: cannot read audio: {exc}") from None
+        detail = str(exc).replace(f"Error opening {str(src)!r}: ", "")
+        raise EvalError(f"{src}: cannot read audio: {detail}") from None
     mono = torch.from_numpy(wave.mean(axis=1))
     if mono.numel() == 0:
         raise EvalError(f"{src}: audio file has no samples")
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--seed", type=int)
     ap.add_argument("overrides", nargs="*", help="key=value options of IS3PlusConfig")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     flags = {"is3": args.is3, "clean_audio": args.clean_audio, "mapping": args.mapping, "out": args.out,
              "seed": args.seed}
     cfg = load_config(IS3PlusConfig, args.config, args.overrides)

@@ -6,10 +6,10 @@
   IS3+). An audio is chosen once per distinct file (S4's five frames share one wav). Default seeds: the ICASSP
   evaluation's ten, 1234 ... 9999. The chosen audio is processed exactly like a positive, so its embedding is the
   positive embedding of the sample it belongs to.
-- Noise: one waveform per (sample, pass), N(0, 1) from `numpy.random.default_rng([seed, sample index])`, so a draw does
-  not depend on batching or on which other samples are evaluated.
-- Silence: the all-zero waveform, identical for every sample and pass.
-Both go through `pipeline.features` (the project's one log-mel) with its dB-on-negatives switch.
+- Noise: one N(0, 1) waveform per (sample, pass), drawn by `pipeline.features.noise_logmel` from a generator seeded
+  with (pass seed, sample index), so a draw depends neither on batching nor on which other samples are evaluated.
+- Silence: `pipeline.features.silence_logmel`, identical for every sample and pass.
+Both use `pipeline.features` (the project's one log-mel) with its dB-on-negatives switch.
 """
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import random
 from collections import defaultdict
 
 import numpy as np
+import torch
 
 from eval.errors import EvalError
 from eval.testsets import TestSet
+from pipeline.features import negative_generator, noise_logmel, silence_logmel
 
 OFFSCREEN_SEEDS = (1234, 2345, 3456, 4567, 5678, 6789, 7890, 8901, 9012, 9999)
 
@@ -64,6 +66,14 @@ def offscreen_choice(testset: TestSet, seeds=OFFSCREEN_SEEDS) -> np.ndarray:
     return out
 
 
-def noise_waveform(seed: int, index: int, num_samples: int) -> np.ndarray:
-    """The noise waveform of sample `index` in the pass with `seed`: float32 N(0, 1) samples."""
-    return np.random.default_rng([seed, index]).standard_normal(num_samples).astype(np.float32)
+def noise_logmels(seed: int, indices, num_samples: int, *, db: bool = False,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Noise inputs `[len(indices), 1, 257, T]` of the given samples in the pass with `seed`."""
+    return torch.cat([noise_logmel(1, num_samples, negative_generator(seed, int(i)), db=db, device=device)
+                      for i in indices])
+
+
+def silence_logmels(batch: int, num_samples: int, *, db: bool = False,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """Silence inputs `[batch, 1, 257, T]` (all equal)."""
+    return silence_logmel(batch, num_samples, db=db, device=device)

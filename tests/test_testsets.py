@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from eval.errors import EvalError
-from eval.negatives import OFFSCREEN_SEEDS, noise_waveform, offscreen_choice
+from eval.negatives import OFFSCREEN_SEEDS, noise_logmels, offscreen_choice, silence_logmels
 from eval.testsets import boxes_to_gt, read_testset
 from tests.eval_fixtures import make_is3, make_s4, make_vggss
 
@@ -123,12 +124,16 @@ def test_offscreen_needs_another_class(tmp_path):
         offscreen_choice(ts)
 
 
-def test_noise_is_seeded_per_sample():
-    a = noise_waveform(1234, 3, 1000)
-    assert np.array_equal(a, noise_waveform(1234, 3, 1000)) and a.dtype == np.float32
-    assert not np.array_equal(a, noise_waveform(1234, 4, 1000))
-    assert not np.array_equal(a, noise_waveform(2345, 3, 1000))
-    assert abs(float(a.std()) - 1.0) < 0.1
+def test_noise_is_seeded_per_sample_and_silence_constant():
+    a = noise_logmels(1234, [3, 4], 1600)
+    assert a.shape == (2, 1, 257, 7) and a.dtype == torch.float32 and float(a.min()) >= 0.0   # linear mel power
+    assert torch.equal(a[1:], noise_logmels(1234, [4], 1600))          # independent of the batch it is drawn in
+    assert not torch.equal(a[:1], a[1:])
+    assert not torch.equal(a[:1], noise_logmels(2345, [3], 1600))
+    assert float(noise_logmels(1, [0], 1600, db=True).max()) > 0.0      # dB switch
+    s = silence_logmels(3, 1600)
+    assert s.shape == (3, 1, 257, 7) and float(s.abs().max()) == 0.0
+    assert float(silence_logmels(1, 1600, db=True).max()) == -100.0
 
 
 def _build_is3plus(tmp_path, is3, seed, out_name, mapping=None):
@@ -137,7 +142,7 @@ def _build_is3plus(tmp_path, is3, seed, out_name, mapping=None):
     clean = tmp_path / "clean"
     if not clean.exists():
         make_clean_audio(clean, ["feline", "dog", "bird", "car", "horn", "subway", "fox"], per_class=3)
-        (clean / "class_mapping.json").write_text(json.dumps(mapping or {"cat": "feline"}))
+        (clean / "class_mapping.json").write_text(json.dumps(mapping or {"cat": "feline", "dog": "canine"}))
     out = tmp_path / out_name
     assert main(["--is3", str(is3), "--clean-audio", str(clean), "--out", str(out), "--seed", str(seed)]) == 0
     return out
@@ -158,7 +163,8 @@ def test_is3plus_builder_is_deterministic_and_readable(tmp_path):
     assert ann[0]["class"] == "feline" and ann[0]["is3_class"] == "cat"
     assert ann[0]["source_audio"].startswith("feline/") and (a / "config.yaml").is_file()
     ts = read_testset("is3plus", a)
-    assert ts.labels[:2] == ["feline", "dog"] and ts.samples[0].group == "cat_dog_1"
+    assert ann[1]["class"] == "canine" and ann[1]["source_audio"].startswith("dog/")   # folder named by IS3 class
+    assert ts.labels[:2] == ["feline", "canine"] and ts.samples[0].group == "cat_dog_1"
     assert np.array_equal(ts.gt(0), read_testset("is3", is3).gt(0))
     wave, sr = sf.read(ts.samples[0].audio)
     assert sr == 16000 and wave.ndim == 1 and abs(np.abs(wave).max() - 0.9) < 1e-3
@@ -176,3 +182,30 @@ def test_is3plus_missing_class_audio(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no clean audio for IS3+ class 'cat'" in err
     assert not (tmp_path / "o" / "IS3plus_annotation.json").exists()
+
+
+def test_readers_and_is3plus_on_the_synthetic_corpus(synth_corpus, tmp_path):
+    """The synthetic corpus writes the public formats; every reader takes them, and IS3+ builds from its clean audio."""
+    sets = synth_corpus / "testsets"
+    vggss = read_testset("vggss", sets / "vggss")
+    assert len(vggss) > 0 and vggss.notes["degenerate_boxes"] > 0      # its deliberately corrupt boxes
+    assert all(vggss.gt(i).any() for i in range(len(vggss)))
+    is3 = read_testset("is3", sets / "is3")
+    groups = {}
+    for s in is3.samples:
+        groups.setdefault(s.group, []).append(s.label)
+    assert all(len(v) == 2 for v in groups.values())
+    assert all(is3.gt(i).any() for i in range(len(is3)))
+    s4 = read_testset("s4", sets / "s4")
+    assert len(s4) == 5 * len({s.group for s in s4.samples})
+    from eval.is3plus import main
+    out = tmp_path / "is3plus"
+    assert main(["--is3", str(sets / "is3"), "--clean-audio", str(sets / "is3_clean_audio"), "--out", str(out)]) == 0
+    plus = read_testset("is3plus", out)
+    mapping = json.loads((sets / "is3_clean_audio" / "class_mapping.json").read_text())
+    assert plus.labels == [mapping.get(c, c) for c in is3.labels]
+    assert [s.group for s in plus.samples] == [s.group for s in is3.samples]
+    assert np.array_equal(plus.gt(0), is3.gt(0))
+    choice = offscreen_choice(plus)
+    assert all(not {t.label for t in plus.samples if t.group == s.group} & {plus.labels[j] for j in choice[:, i]}
+               for i, s in enumerate(plus.samples))

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import random
 import sys
@@ -156,6 +155,10 @@ def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
     """Store the plan on a first run; on later runs (resume, other parts) insist on the same plan."""
     out = Path(cfg.out)
     plan_path = out / STATE_DIR / PLAN_FILE
+    if out.exists() and not out.is_dir():
+        raise ShardError(f"{out}: exists and is not a folder")
+    if not plan_path.exists() and out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()):
+        raise ShardError(f"{out}: not empty and not a shard folder (no {STATE_DIR}/{PLAN_FILE}); use a new --out")
     if plan_path.exists():
         try:
             stored = json.loads(plan_path.read_text())
@@ -286,11 +289,14 @@ def run(cfg: ShardConfig, *, progress: bool = True) -> RunSummary:
     summary = RunSummary(len(todo), len(mine) - len(todo), len(clips), 0, 0, None)
     bar = tqdm(total=len(clips), unit="clip", desc=f"shard part {cfg.part}/{cfg.num_parts}", disable=not progress,
                dynamic_ncols=True)
-    with _results(cfg, plan["layout"], clips, workers) as results:
+    opts = shardwork.ClipOptions(frames=cfg.frames, min_duration=cfg.min_duration, frame_size=cfg.frame_size,
+                                 audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality)
+    layout = listing.Layout(plan["layout"]["kind"], *(Path(plan["layout"][k])
+                                                      for k in ("video_dir", "frames_dir", "audio_dir")))
+    with shardwork.ClipPool(opts, layout, workers) as pool:
         for s in todo:
-            def samples(n=len(s["clips"])):
-                for _ in range(n):
-                    item = next(results)
+            def samples(clips=s["clips"]):
+                for item in pool.map(clips):
                     bar.update(1)
                     yield item
             record = write_shard(out, s["name"], samples())
@@ -301,34 +307,6 @@ def run(cfg: ShardConfig, *, progress: bool = True) -> RunSummary:
     if cfg.num_parts == 1:
         summary.manifest = manifest.merge(out)
     return summary
-
-
-class _results:
-    """Context manager yielding shardwork.process_clip results in clip order, from a process pool or in-process."""
-
-    def __init__(self, cfg: ShardConfig, layout: dict, clips: list, workers: int):
-        opts = shardwork.ClipOptions(frames=cfg.frames, min_duration=cfg.min_duration, frame_size=cfg.frame_size,
-                                     audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality)
-        self.args = (opts, listing.Layout(layout["kind"], Path(layout["video_dir"]), Path(layout["frames_dir"]),
-                                          Path(layout["audio_dir"])))
-        self.clips = clips
-        self.workers = workers
-        self.pool = None
-
-    def __enter__(self) -> Iterator:
-        if self.workers == 1 or len(self.clips) <= 1:
-            shardwork.init_worker(*self.args)
-            return map(shardwork.process_clip, self.clips)
-        # forkserver: workers start from a clean process even when the caller holds threads (DALI, torch)
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["pipeline.shardwork"])
-        self.pool = ctx.Pool(self.workers, initializer=shardwork.init_worker, initargs=self.args)
-        return self.pool.imap(shardwork.process_clip, self.clips, chunksize=1)
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
 
 
 # -------------------------------------------------------------------------------------------------------- CLI

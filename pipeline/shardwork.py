@@ -1,13 +1,18 @@
 """The sharder's per-clip work, run in worker processes: find a clip's input files, decode, encode, validate.
 
 `process_clip` returns the clip's webdataset members or a failure record `{"id", "path", "reason", "detail"}`;
-it never raises for a bad input (a bug still raises).
+it never raises for a bad input (a bug still raises). `ClipPool` runs it in worker processes and survives a worker
+that dies inside FFmpeg: the clip responsible is found by re-running clips one at a time and recorded as corrupt.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from pipeline import listing, media
 
@@ -71,3 +76,54 @@ def process_clip(clip: list) -> tuple[str, dict[str, bytes] | None, dict | None]
         return cid, members, None
     except media.MediaError as err:
         return cid, None, failure(cid, layout, err.reason, err.detail)
+
+
+Result = tuple[str, dict[str, bytes] | None, dict | None]
+
+
+class ClipPool:
+    """`map(clips)` yields `work(clip)` results in clip order from `workers` processes (forkserver: started clean even
+    when the caller holds threads, e.g. DALI or torch)."""
+
+    def __init__(self, opts: ClipOptions, layout: listing.Layout, workers: int,
+                 work: Callable[[list], Result] = process_clip):
+        self.args = (opts, layout)
+        self.workers = workers
+        self.work = work
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["pipeline.shardwork"])
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=self.ctx, initializer=init_worker, initargs=self.args)
+
+    def __enter__(self) -> "ClipPool":
+        self.pool = self._new_pool(self.workers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, clips: list[list]) -> Iterator[Result]:
+        i = 0
+        while i < len(clips):
+            futures = [self.pool.submit(self.work, c) for c in clips[i:]]
+            try:
+                for future in futures:
+                    result = future.result()
+                    i += 1
+                    yield result
+            except BrokenProcessPool:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = self._new_pool(self.workers)
+                yield self._alone(clips[i])
+                i += 1
+
+    def _alone(self, clip: list) -> Result:
+        """Run one clip in a process of its own: its result, or a corrupt record if that process dies too."""
+        with self._new_pool(1) as single:
+            try:
+                return single.submit(self.work, clip).result()
+            except BrokenProcessPool:
+                return clip[0], None, failure(clip[0], self.args[1], "corrupt",
+                                              "the decoder crashed (its worker process died)")

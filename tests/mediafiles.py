@@ -1,9 +1,15 @@
-"""Test helper: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer)."""
+"""Test helpers: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer), and a
+sharder work function whose worker process dies on one clip."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
+
+from pipeline import shardwork
+
+CRASH_LABEL = "CRASH"
 
 
 def remux(src: Path, dst: Path, *, audio: bool = True, seconds: float | None = None) -> None:
@@ -18,3 +24,10 @@ def remux(src: Path, dst: Path, *, audio: bool = True, seconds: float | None = N
                 continue
             packet.stream = mapping[packet.stream.index]
             out.mux(packet)
+
+
+def crashing_work(clip: list):
+    """shardwork.process_clip, except that the worker process dies (as in a crash inside FFmpeg) on CRASH_LABEL."""
+    if clip[3] == CRASH_LABEL:
+        os._exit(3)
+    return shardwork.process_clip(clip)

@@ -18,8 +18,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from pipeline import shard
-from tests.mediafiles import remux
+from pipeline import listing, shard, shardwork
+from tests.mediafiles import CRASH_LABEL, crashing_work, remux
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_FIELDS = {"id", "ytid", "start", "label", "class_index", "split", "fps", "width", "height", "sample_rate",
@@ -244,8 +244,21 @@ def test_cli_errors_are_one_line(synth_corpus: Path, tmp_path: Path, capsys):
     assert f"{bad / 'vggsound.csv'}:2:" in err(["--src", str(bad), "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
     assert "no sharding plan" in err(["merge", "--out", str(tmp_path / "o")])
+    assert "not a shard folder" in err(["--src", str(synth_corpus), "--out", str(synth_corpus)])
     (bad / "vggsound.csv").write_text("abcdefghijk,10,dog,train\n")
     assert shard.main(["--src", str(bad), "--out", str(tmp_path / "o"), "--no-progress", "--val-fraction", "0"]) == 0
     capsys.readouterr()
     assert "other settings ['seed']" in err(["--src", str(bad), "--out", str(tmp_path / "o"), "--seed", "3",
                                              "--val-fraction", "0"])
+
+
+def test_a_worker_that_dies_costs_one_clip(synth_corpus: Path):
+    ids = [_cid(r) for r in _train_rows(synth_corpus)[:5]]
+    clips = [[cid, cid[:11], 0, CRASH_LABEL if k == 1 else "ok", 0, "train"] for k, cid in enumerate(ids)]
+    opts = shardwork.ClipOptions(frames=1, min_duration=1.5, frame_size=32, audio_format="flac", jpeg_quality=90)
+    layout = listing.Layout("video", synth_corpus / "video", synth_corpus / "frames", synth_corpus / "audio")
+    with shardwork.ClipPool(opts, layout, 2, work=crashing_work) as pool:
+        results = list(pool.map(clips))
+    assert [r[0] for r in results] == ids
+    assert results[1][2]["reason"] == "corrupt" and "crashed" in results[1][2]["detail"]
+    assert all(r[1] is not None for k, r in enumerate(results) if k != 1)

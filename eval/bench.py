@@ -1,0 +1,105 @@
+"""`python -m eval.bench`: time the Numba threshold sweep against the plain-numpy reference on the same machine.
+
+Workload (defaults): 5,158 random 14 x 14 maps (the size of VGG-SS) with random box ground truth, upsampled to
+224 x 224 and swept over 1,001 thresholds: per-sample IoU and pIA counts at every threshold plus the classic
+(median), adaptive and SSL-TIE-classic thresholds, exactly the kernel call `compute_all` makes for positive maps.
+The Numba time is the median of `--repeats` runs after one warm-up (compilation) run. The numpy reference
+(`eval.metrics.reference.sweep_ref`, the one the tests use: one threshold at a time) is timed on `--ref-maps` maps
+only and extrapolated linearly to all maps (median time per map x maps); `--ref-maps` equal to `--maps` times it in
+full. Both give the same counts on the reference subset, which the benchmark checks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numba
+import numpy as np
+
+from eval.errors import EvalError, run_cli
+from eval.metrics.kernels import ThresholdGrid, sweep
+from eval.metrics.reference import sweep_ref
+from pipeline.atomic import atomic_write_text
+
+
+def make_workload(n: int, native: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    maps = (0.2 + 0.2 * rng.standard_normal((n, native, native))).astype(np.float32)
+    gt = np.zeros((n, size, size), dtype=np.uint8)
+    corners = rng.integers(0, size // 2, size=(n, 2))
+    extent = rng.integers(size // 8, size // 2, size=(n, 2))
+    for i in range(n):
+        (x0, y0), (w, h) = corners[i], extent[i]
+        gt[i, y0:y0 + h, x0:x0 + w] = 1
+    return maps, gt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--maps", type=int, default=5158)
+    ap.add_argument("--thresholds", type=int, default=1001)
+    ap.add_argument("--native", type=int, default=14, help="native map size h = w")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--ref-maps", type=int, default=20, help="maps the numpy reference is timed on")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="also write the numbers as JSON to this file")
+    args = ap.parse_args(argv)
+    if min(args.maps, args.thresholds, args.native, args.size, args.ref_maps, args.repeats) < 1:
+        raise EvalError("bench: every count must be positive")
+    ref_maps = min(args.ref_maps, args.maps)
+
+    maps, gt = make_workload(args.maps, args.native, args.size, args.seed)
+    thr = np.linspace(-1.0, 1.0, args.thresholds)
+    grid = ThresholdGrid(thr)
+
+    t0 = time.perf_counter()
+    sweep(maps[:2], grid, gt[:2], size=args.size, ssltie=True)
+    warmup = time.perf_counter() - t0
+    numba_times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = sweep(maps, grid, gt, size=args.size, ssltie=True)
+        numba_times.append(time.perf_counter() - t0)
+    numba_s = statistics.median(numba_times)
+
+    per_map = []
+    ref_above, ref_inter = [], []
+    for i in range(ref_maps):
+        t0 = time.perf_counter()
+        a, b = sweep_ref(maps[i:i + 1], gt[i:i + 1], thr, size=args.size)
+        per_map.append(time.perf_counter() - t0)
+        ref_above.append(a)
+        ref_inter.append(b)
+    same = bool(np.array_equal(np.concatenate(ref_above), res.above[:ref_maps])
+                and np.array_equal(np.concatenate(ref_inter), res.inter[:ref_maps]))
+    numpy_s = statistics.median(per_map) * args.maps
+    speedup = numpy_s / numba_s
+    numbers = {
+        "maps": args.maps, "native": args.native, "size": args.size, "thresholds": args.thresholds,
+        "numba_threads": numba.get_num_threads(), "cpus": os.cpu_count(), "machine": platform.processor() or
+        platform.machine(), "numba_compile_s": warmup, "numba_runs_s": numba_times, "numba_median_s": numba_s,
+        "numpy_ref_maps": ref_maps, "numpy_median_per_map_s": statistics.median(per_map),
+        "numpy_estimated_s": numpy_s, "numpy_extrapolated": ref_maps < args.maps, "speedup": speedup,
+        "counts_equal_on_ref_maps": same, "goal_met": bool(speedup >= 100 and numba_s < 3.0 and same),
+    }
+    how = (f"extrapolated from {ref_maps} maps (median {numbers['numpy_median_per_map_s'] * 1e3:.1f} ms/map x "
+           f"{args.maps})" if ref_maps < args.maps else "measured on all maps")
+    print(f"workload: {args.maps} maps {args.native}x{args.native} -> {args.size}x{args.size}, "
+          f"{args.thresholds} thresholds, GT boxes; numba threads {numbers['numba_threads']}, cpus {os.cpu_count()}")
+    print(f"numba sweep : median {numba_s:.3f} s over {args.repeats} runs {[round(t, 3) for t in numba_times]} "
+          f"(first-call compile/load {warmup:.1f} s, not counted)")
+    print(f"numpy ref   : {numpy_s:.1f} s, {how}")
+    print(f"speedup     : {speedup:.0f}x; counts identical on the reference maps: {same}")
+    print(f"goal (>= 100x and < 3 s): {'met' if numbers['goal_met'] else 'NOT met'}")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(numbers, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,134 @@
+"""`python -m eval.score MAPS.npz|MAPS.zarr --out DIR`: score any method's maps with the project's metric code.
+
+Reads per-sample raw maps (positive, silence, noise, offscreen; any h x w), ground-truth masks or boxes, and optional
+embeddings, scores and labels (the layout is in docs/SCORE_FORMAT.md), runs `eval.metrics.compute_all`, and writes
+DIR/metrics.json (every number; NaN written as null) and DIR/config.yaml (the resolved MetricConfig). Options:
+`--config FILE` and trailing `key=value` overrides of MetricConfig (e.g. `tau=0.3338`), `--calibration FILE` to take
+tau_U from the negative maps of another file (e.g. VGG-SS when scoring IS3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from eval.errors import EvalError, run_cli
+from eval.metrics import NEGATIVE_KINDS, MetricConfig, compute_all
+from eval.metrics.embeddings import max_map_scores, pooled_visual_embedding
+from eval.metrics.gt import masks_from_boxes
+from pipeline.atomic import atomic_write_text
+from pipeline.configio import load_config, save_config
+
+ARRAYS = ("pos", *NEGATIVE_KINDS, "gt", "boxes", "boxes_px", "keys", "groups", "labels",
+          "emb_image", "emb_image_mean", "emb_audio", "retrieval", "vis_maps")
+
+
+def read_maps(path: str | Path) -> dict[str, np.ndarray]:
+    """The known arrays of an .npz file or a .zarr store (a folder), as numpy arrays."""
+    path = Path(path)
+    if not path.exists():
+        raise EvalError(f"{path}: no such file or folder")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in ARRAYS if k in z.files}
+        if path.suffix == ".zarr":
+            import zarr
+
+            group = zarr.open_group(str(path), mode="r")
+            if group.attrs.get("complete") is False:
+                raise EvalError(f"{path}: the store is marked incomplete (its evaluation did not finish)")
+            names = set(group.array_keys())
+            return {k: np.asarray(group[k][...]) for k in ARRAYS if k in names}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise EvalError(f"{path}: cannot read maps: {exc}") from None
+    raise EvalError(f"{path}: expected a .npz file or a .zarr store")
+
+
+def inputs_from_arrays(arrays: dict[str, np.ndarray], size: int, where: str) -> dict:
+    """Keyword arguments of compute_all from the arrays of a maps file."""
+    if "pos" not in arrays:
+        raise EvalError(f"{where}: no 'pos' array (positive maps [N, h, w])")
+    given = [k for k in ("gt", "boxes", "boxes_px") if k in arrays]
+    if len(given) != 1:
+        raise EvalError(f"{where}: give exactly one of 'gt', 'boxes', 'boxes_px' (found {given or 'none'})")
+    try:
+        if "gt" in arrays:
+            gt = arrays["gt"]
+        else:
+            gt = masks_from_boxes(arrays[given[0]], size, normalized=given[0] == "boxes")
+    except ValueError as exc:
+        raise EvalError(f"{where}: {given[0]}: {exc}") from None
+    out = {"maps_pos": arrays["pos"], "gt": gt,
+           "maps_neg": {k: arrays[k] for k in NEGATIVE_KINDS if k in arrays}}
+    names = {"groups": "image_ids", "labels": "labels", "emb_audio": "aud_emb", "retrieval": "retrieval_scores",
+             "emb_image_mean": "img_emb", "emb_image": "img_emb"}      # emb_image wins over emb_image_mean
+    for name, arg in names.items():
+        if name in arrays:
+            out[arg] = arrays[name]
+    if "vis_maps" in arrays:
+        vis = arrays["vis_maps"]
+        if "img_emb" not in out:
+            out["img_emb"] = pooled_visual_embedding(vis)
+        if "retrieval_scores" not in out and "aud_emb" in out:
+            out["retrieval_scores"] = max_map_scores(vis, out["aud_emb"])
+    return out
+
+
+def calibration_maxima(path: str | Path) -> dict[str, np.ndarray]:
+    """Native-resolution maxima of every negative map in another maps file."""
+    arrays = read_maps(path)
+    maxima = {}
+    for kind in NEGATIVE_KINDS:
+        if kind in arrays:
+            a = np.asarray(arrays[kind], dtype=np.float64)
+            maxima[kind] = a.reshape(-1, a.shape[-2] * a.shape[-1]).max(axis=1)
+    if not maxima:
+        raise EvalError(f"{path}: no negative maps ({', '.join(NEGATIVE_KINDS)}) to calibrate tau_U on")
+    return maxima
+
+
+def jsonable(obj):
+    """Plain JSON types; NaN and inf become null."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__.split("\n\n")[0])
+    ap.add_argument("maps", help="MAPS.npz or MAPS.zarr (docs/SCORE_FORMAT.md)")
+    ap.add_argument("--out", required=True, help="output folder for metrics.json and config.yaml")
+    ap.add_argument("--config", help="YAML file of MetricConfig options")
+    ap.add_argument("--calibration", help="another maps file whose negative maps set tau_U")
+    ap.add_argument("overrides", nargs="*", help="MetricConfig overrides key=value")
+    args = ap.parse_intermixed_args(argv)
+    cfg = load_config(MetricConfig, args.config, args.overrides)
+    cfg.progress = True
+    cfg.check()
+    inputs = inputs_from_arrays(read_maps(args.maps), cfg.size, args.maps)
+    calib = calibration_maxima(args.calibration) if args.calibration else None
+    result = compute_all(cfg=cfg, calibration_maxima=calib, **inputs)
+    result["input"] = {"maps": str(args.maps), "calibration": args.calibration}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    atomic_write_text(out / "metrics.json", json.dumps(jsonable(result), indent=1) + "\n")
+    t2 = result["tables"]["table2"]
+    print(f"wrote {out / 'metrics.json'}: cIoU_Uth {t2['cIoU_Uth']:.2f}  cIoU_Adap {t2['cIoU_Adap']:.2f}  "
+          f"FLOC {t2['FLOC']:.2f}  FAUC {t2['FAUC']:.2f}  (tau_U {result['thresholds']['tau_U']:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

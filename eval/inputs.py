@@ -1,0 +1,82 @@
+"""Evaluation inputs: a test sample's image, log-mel and ground truth as the model sees them.
+
+- Image: RGB, square resize to 224 x 224 (bicubic, on the tensor, torchvision's default antialiasing), ImageNet
+  normalisation: the ICASSP evaluation's transform, which keeps the VGG-SS boxes aligned on non-square frames
+  (REFERENCE.md A.2).
+- Audio: channel 0 of the file (as the ICASSP SSL-TIE loader), resampled to 16 kHz if the file has another rate, then
+  the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
+  S4), and `pipeline.features.logmel` (dB): [1, 257, T].
+A file that cannot be decoded becomes an `error` entry naming it (DataLoader workers would otherwise wrap the exception
+in a multi-line message); `collate` raises it as an EvalError in the main process.
+"""
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+import torchvision.transforms.functional as TF
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from eval.errors import EvalError
+from eval.testsets import TestSet
+from pipeline.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, logmel, seconds_to_samples, tile
+
+
+def load_rgb(path, size: int) -> torch.Tensor:
+    """float [3, size, size] in [0, 1], square-resized (bicubic)."""
+    try:
+        with Image.open(path) as im:
+            rgb = TF.to_tensor(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise EvalError(f"{path}: cannot read image: {exc}") from None
+    return TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC).clamp_(0.0, 1.0)
+
+
+def load_image(path, size: int = 224) -> torch.Tensor:
+    """The model's image input [3, size, size], ImageNet-normalised."""
+    return TF.normalize(load_rgb(path, size), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def load_waveform(path, num_samples: int) -> torch.Tensor:
+    """Channel 0 at 16 kHz, tiled / cut to `num_samples`: float32 [num_samples]."""
+    try:
+        wave, sr = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        detail = str(exc).replace(f"Error opening {str(path)!r}: ", "")
+        raise EvalError(f"{path}: cannot read audio: {detail}") from None
+    mono = torch.from_numpy(np.ascontiguousarray(wave[:, 0]))
+    if mono.numel() == 0:
+        raise EvalError(f"{path}: audio file has no samples")
+    if sr != SAMPLE_RATE:
+        mono = AF.resample(mono, sr, SAMPLE_RATE)
+    return tile(mono, num_samples)
+
+
+class EvalInputs(Dataset):
+    """Items of a test set: `what` = "audio" (index, logmel) or "image" (index, image, gt)."""
+
+    def __init__(self, testset: TestSet, what: str, seconds: float, image_size: int = 224):
+        self.testset, self.what, self.image_size = testset, what, image_size
+        self.num_samples = seconds_to_samples(seconds)
+
+    def __len__(self) -> int:
+        return len(self.testset)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.testset.samples[i]
+        try:
+            if self.what == "audio":
+                return {"index": i, "logmel": logmel(load_waveform(s.audio, self.num_samples)).unsqueeze(0)}
+            return {"index": i, "image": load_image(s.image, self.image_size),
+                    "gt": torch.from_numpy(self.testset.gt(i))}
+        except EvalError as exc:
+            return {"index": i, "error": str(exc)}
+
+
+def collate(items: list[dict]) -> dict:
+    for it in items:
+        if "error" in it:
+            raise EvalError(it["error"])
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}

@@ -1,0 +1,85 @@
+"""Recompute the metrics of an evaluation from its map store, without the model.
+
+`python -m eval.rescore results/NAME [--out DIR] [--calibration results/OTHER] [key=value ...]`
+The options start from the run's own config (results/NAME/config.yaml, an `eval.run` EvalConfig), so with no
+overrides the metrics.json written is identical to the run's. Overrides are EvalConfig keys, the metric options under
+`metrics.` (e.g. `metrics.tau=0.3338` for a fixed universal threshold, `metrics.tau_quantile=0.5`); `calibration`
+names another results folder whose stored negative maxima give tau_U (e.g. the VGG-SS run, for IS3 / S4). The new
+metrics.json, tables and figures go to --out (default: the results folder, whose config.yaml is then updated so the
+folder stays consistent). metrics.json is written atomically, and only from a store marked complete.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from eval.errors import EvalError, run_cli
+from eval.metrics import NEGATIVE_KINDS, compute_all
+from eval.report import write_report
+from eval.store import read_store
+from pipeline.atomic import atomic_write_json
+from pipeline.configio import load_config, save_config
+
+
+def _config_class():
+    from eval.run import EvalConfig
+    return EvalConfig
+
+
+def score_store(results: Path, cfg) -> dict:
+    """metrics.json's content for the store in `results` under EvalConfig `cfg`."""
+    store = read_store(results / "maps.zarr")
+    attrs = store.attrs
+    calibration = None
+    if cfg.calibration:
+        other = read_store(Path(cfg.calibration) / "maps.zarr")
+        calibration = {k: other[f"max_{k}"].ravel() for k in NEGATIVE_KINDS if f"max_{k}" in other}
+    if cfg.image_embedding not in ("mean", "peak"):
+        raise EvalError(f"image_embedding must be mean or peak, got {cfg.image_embedding!r}")
+    metrics = compute_all(
+        store["pos"], store["gt"], store.maps_neg, cfg=cfg.metrics,
+        image_ids=store["groups"],
+        img_emb=store[f"emb_image_{cfg.image_embedding}"], aud_emb=store["emb_audio"],
+        retrieval_scores=store["retrieval"], labels=store["labels"], calibration_maxima=calibration)
+    return {"model": attrs.get("model"), "testset": attrs.get("testset"), "checkpoint": attrs.get("checkpoint"),
+            "data": attrs.get("data"), "samples": attrs.get("num_samples"), "seeds": attrs.get("seeds"),
+            "gt_kind": attrs.get("gt_kind"), "audio_seconds": attrs.get("audio_seconds"),
+            "train_san": attrs.get("train_san"), "testset_notes": attrs.get("notes"),
+            "image_embedding": cfg.image_embedding, "calibration": cfg.calibration or None, "metrics": metrics}
+
+
+def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Path:
+    """Score the store in `results` (config: `cfg`, default the run's config.yaml) into `out` (default `results`)."""
+    results = Path(results)
+    if cfg is None:
+        cfg = load_config(_config_class(), results / "config.yaml")
+    out = Path(out) if out is not None else results
+    info = score_store(results, cfg)
+    save_config(cfg, out / "config.yaml")
+    if out.resolve() != results.resolve():
+        info["store"] = str((results / "maps.zarr").resolve())   # the figures read the maps from there
+    atomic_write_json(out / "metrics.json", info)
+    write_report([out], out)
+    return out / "metrics.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.rescore", description=__doc__.split("\n")[0])
+    ap.add_argument("results", help="a results folder written by eval.run")
+    ap.add_argument("--out", help="where to write (default: the results folder)")
+    ap.add_argument("--calibration", help="results folder whose negative maxima set tau_U")
+    ap.add_argument("overrides", nargs="*", help="key=value EvalConfig options (metrics.* for the metrics)")
+    args = ap.parse_intermixed_args(argv)
+    results = Path(args.results)
+    if not (results / "config.yaml").is_file():
+        raise EvalError(f"{results}: no config.yaml (not an eval.run results folder)")
+    cfg = load_config(_config_class(), results / "config.yaml", args.overrides)
+    if args.calibration is not None:
+        cfg = dataclasses.replace(cfg, calibration=args.calibration)
+    print(f"wrote {rescore(results, cfg, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

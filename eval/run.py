@@ -1,0 +1,194 @@
+"""Evaluate a checkpoint on a test set: every positive and negative map into a zarr store, then the metrics.
+
+`python -m eval.run --ckpt CKPT --testset vggss|is3|is3plus|s4 --data DIR --out results/NAME [key=value ...]`
+
+1. The test set is read and checked (`eval.testsets`); the checkpoint loads through `trainer.checkpoint.load_model`
+   (safetensors + YAML: no code from the checkpoint runs). Either failing is a one-line error, nothing is written.
+2. Audio pass: every sample's audio embedding a_i (batched, tqdm, GPU if present).
+3. Image pass, per batch: visual map v_i, then the raw cosine maps at native resolution (14 x 14 for 224 px):
+   pos = <v_i, a_i>; silence = <v_i, a_silence>; noise[s] = <v_i, a_noise(i, seed s)>; offscreen[s] = <v_i, a_j(s)>
+   with j(s) drawn as REFERENCE.md D.6 says (`eval.negatives`; the offscreen audio is processed exactly like a positive,
+   so its embedding is a_j); per-sample maxima; embeddings (a_i, mean of v_i over pixels, v_i at the argmax of the
+   positive map); the retrieval matrix max_p <v_i(p), a_j> over all pairs; the ground truth.
+4. The store is marked complete, then the metrics are computed from the store (as `python -m eval.rescore` does) and
+   written with the tables and figures (`eval.report`). metrics.json is written atomically and only then; an old one
+   in OUT is removed first, so an interrupted run never leaves results that look complete.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from eval.errors import EvalError, run_cli
+from eval.inputs import EvalInputs, collate, load_rgb
+from eval.metrics import MetricConfig
+from eval.negatives import OFFSCREEN_SEEDS, noise_logmels, offscreen_choice, silence_logmels
+from eval.rescore import rescore
+from eval.store import StoreWriter
+from eval.testsets import TESTSETS, TestSet, read_testset
+from pipeline.configio import load_config, save_config, to_dict
+from pipeline.features import seconds_to_samples
+from trainer.checkpoint import load_model
+
+
+@dataclass
+class EvalConfig:
+    ckpt: str = ""                 # step directory or run directory (trainer.checkpoint.load_model)
+    testset: str = ""              # vggss | is3 | is3plus | s4
+    data: str = ""                 # the test set folder
+    out: str = ""                  # results/NAME
+    name: str = ""                 # model name in tables; empty: the name of the out folder
+    gt: str = "auto"               # auto (boxes on VGG-SS, masks elsewhere, as the paper) | box | mask
+    seeds: list[int] = field(default_factory=lambda: list(OFFSCREEN_SEEDS))  # one evaluation pass per seed
+    audio_seconds: float = 0.0     # 0: the test set's length (10 s VGG-SS / IS3 / IS3+, 5 s S4)
+    image_size: int = 224
+    silence_db: bool = False       # negatives through dB? false: the group's SSL-TIE evaluation (REFERENCE.md C)
+    noise_db: bool = False
+    batch_size: int = 32
+    num_workers: int = 2
+    device: str = "auto"           # auto (cuda if available) | cpu | cuda
+    retrieval_chunk: int = 1024    # audios per block of the retrieval matrix
+    overlay_samples: int = 4       # samples whose images are kept in the store for the overlay figure
+    image_embedding: str = "mean"  # global image embedding for Table 1 / cosine retrieval: mean | peak (see store)
+    calibration: str = ""          # results folder whose negative maxima set tau_U (empty: this test set's)
+    metrics: MetricConfig = field(default_factory=MetricConfig)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EvalError("device=cuda but no GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise EvalError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _loader(testset: TestSet, what: str, cfg: EvalConfig, seconds: float) -> DataLoader:
+    return DataLoader(EvalInputs(testset, what, seconds, cfg.image_size), batch_size=cfg.batch_size, shuffle=False,
+                      num_workers=cfg.num_workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+
+
+def overlay_indices(testset: TestSet, k: int) -> np.ndarray:
+    """k samples spread evenly over the test set (always the first one)."""
+    n = len(testset)
+    return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(np.int64)) if k > 0 else np.zeros(0, np.int64)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
+    """Run the model on all positives and negatives of `testset` and write the complete store at `store_path`."""
+    device = pick_device(cfg.device)
+    model = model.to(device).eval()
+    seconds = cfg.audio_seconds or testset.audio_seconds
+    num_samples = seconds_to_samples(seconds)
+    seeds = [int(s) for s in cfg.seeds]
+    if not seeds:
+        raise EvalError("seeds: at least one evaluation pass is needed")
+    off = offscreen_choice(testset, seeds)                                    # [S, N]
+    n = len(testset)
+    writer = StoreWriter(store_path, n, {**attrs, "seeds": seeds, "audio_seconds": seconds,
+                                         "gt_kind": testset.gt_kind, "notes": testset.notes})
+    writer.put("keys", testset.keys)
+    writer.put("labels", testset.labels)
+    writer.put("groups", [s.group for s in testset.samples])
+    writer.put("offscreen_index", off)
+
+    audio_emb = None
+    for batch in tqdm(_loader(testset, "audio", cfg, seconds), desc=f"{testset.name} audio", unit="batch"):
+        a = model.encode_audio(batch["logmel"].to(device, non_blocking=True))
+        if audio_emb is None:
+            audio_emb = torch.empty((n, a.shape[1]), dtype=a.dtype, device=device)
+        audio_emb[batch["index"].to(device)] = a
+    writer.put("emb_audio", audio_emb.cpu().numpy())
+    a_silence = model.encode_audio(silence_logmels(1, num_samples, db=cfg.silence_db, device=device))
+
+    for batch in tqdm(_loader(testset, "image", cfg, seconds), desc=f"{testset.name} images", unit="batch"):
+        idx = batch["index"]
+        start = int(idx[0])
+        v = model.encode_image(batch["image"].to(device, non_blocking=True))     # [B, C, h, w]
+        pos = torch.einsum("bchw,bc->bhw", v, audio_emb[idx.to(device)])
+        silence = torch.einsum("bchw,c->bhw", v, a_silence[0])
+        noise = torch.stack([
+            torch.einsum("bchw,bc->bhw", v, model.encode_audio(
+                noise_logmels(seed, idx.tolist(), num_samples, db=cfg.noise_db, device=device)))
+            for seed in seeds], dim=1)                                            # [B, S, h, w]
+        partner = torch.as_tensor(off[:, idx.numpy()].T, device=device)          # [B, S]
+        offscreen = torch.einsum("bchw,bsc->bshw", v, audio_emb[partner])
+        retrieval = torch.cat([torch.einsum("bchw,kc->bkhw", v, audio_emb[k:k + cfg.retrieval_chunk]).amax((2, 3))
+                               for k in range(0, n, cfg.retrieval_chunk)], dim=1)
+        flat = pos.flatten(1).argmax(1)
+        peak = v.flatten(2)[torch.arange(len(idx), device=device), :, flat]
+        rows = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen,
+                "max_pos": pos.amax((1, 2)), "max_silence": silence.amax((1, 2)),
+                "max_noise": noise.amax((2, 3)), "max_offscreen": offscreen.amax((2, 3)),
+                "emb_image_mean": v.mean((2, 3)), "emb_image_peak": peak, "retrieval": retrieval}
+        for name, value in rows.items():
+            writer.put_rows(name, start, value.float().cpu().numpy())
+        writer.put_rows("gt", start, batch["gt"].numpy().astype(np.uint8))
+
+    keep = overlay_indices(testset, cfg.overlay_samples)
+    writer.put("overlay_index", keep)
+    writer.put("overlay_image", np.stack([
+        (load_rgb(testset.samples[i].image, 224).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        for i in keep]) if len(keep) else np.zeros((0, 224, 224, 3), np.uint8))
+    writer.finish()
+
+
+def _one_line(exc: Exception, path: str) -> str:
+    """The first line of an exception (with the next one when the first ends with ':'), naming `path`."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    msg = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def run(cfg: EvalConfig) -> Path:
+    for key in ("ckpt", "testset", "data", "out"):
+        if not getattr(cfg, key):
+            raise EvalError(f"--{key} is required")
+    if cfg.testset not in TESTSETS:
+        raise EvalError(f"unknown test set {cfg.testset!r}; choose one of {list(TESTSETS)}")
+    testset = read_testset(cfg.testset, cfg.data, gt=cfg.gt)
+    try:
+        model, train_cfg = load_model(cfg.ckpt)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise EvalError(f"cannot load checkpoint: {_one_line(exc, cfg.ckpt)}") from None
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.json", "tables.md", "tables.csv"):
+        (out / stale).unlink(missing_ok=True)
+    name = cfg.name or out.resolve().name
+    save_config(cfg, out / "config.yaml")
+    san = train_cfg.san
+    attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),
+             "model": name, "config": to_dict(cfg),
+             "train_san": {"S": san.silence_negative, "N": san.noise_negative, "L_S": san.silence_map_loss,
+                           "L_N": san.noise_map_loss}}
+    evaluate(model, testset, cfg, out / "maps.zarr", attrs)
+    return rescore(out, cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", help="YAML file of EvalConfig options")
+    for f in ("ckpt", "testset", "data", "out", "name"):
+        ap.add_argument(f"--{f}")
+    ap.add_argument("overrides", nargs="*", help="key=value options of EvalConfig")
+    args = ap.parse_intermixed_args(argv)
+    cfg = load_config(EvalConfig, args.config, args.overrides)
+    flags = {f: getattr(args, f) for f in ("ckpt", "testset", "data", "out", "name") if getattr(args, f) is not None}
+    path = run(dataclasses.replace(cfg, **flags))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,166 @@
+"""eval.run: the maps in the store equal the model's own computation; batching does not change them; end to end on
+a tiny randomly initialised checkpoint (width 8); rescore reproduces metrics.json; bad inputs give one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eval.inputs import load_image, load_waveform
+from eval.negatives import noise_logmels
+from eval.run import EvalConfig, evaluate
+from eval.store import read_store
+from eval.testsets import read_testset
+from pipeline.features import logmel, seconds_to_samples
+from tests.eval_fixtures import make_is3, make_vggss
+from trainer.config import ModelConfig
+from trainer.model import AVENet
+
+FAST = dict(seeds=[11, 22], num_workers=0, device="cpu", audio_seconds=0.5, image_size=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return AVENet(ModelConfig(width=8)).eval()
+
+
+def test_store_maps_equal_the_models_computation(tmp_path, tiny_model):
+    ts = read_testset("is3", make_is3(tmp_path / "is3"))
+    cfg = EvalConfig(batch_size=3, **FAST)
+    evaluate(tiny_model, ts, cfg, tmp_path / "a.zarr", {"testset": "is3"})
+    st = read_store(tmp_path / "a.zarr")
+    n, length = len(ts), seconds_to_samples(0.5)
+    with torch.no_grad():
+        v = tiny_model.encode_image(torch.stack([load_image(s.image, 64) for s in ts.samples]))
+        a = tiny_model.encode_audio(torch.stack([logmel(load_waveform(s.audio, length))[None] for s in ts.samples]))
+        pos = tiny_model(torch.stack([load_image(s.image, 64) for s in ts.samples]),
+                         torch.stack([logmel(load_waveform(s.audio, length))[None] for s in ts.samples]))["map"]
+        a_sil = tiny_model.encode_audio(torch.zeros(1, 1, 257, 1 + length // 239))
+        a_noise = tiny_model.encode_audio(noise_logmels(22, range(n), length))
+    assert st["pos"].shape == (n, 4, 4) and st["noise"].shape == (n, 2, 4, 4)
+    np.testing.assert_allclose(st["pos"], pos[:, 0].numpy(), atol=1e-5)
+    off = st["offscreen_index"]
+    np.testing.assert_allclose(st["offscreen"][:, 1], torch.einsum("nchw,nc->nhw", v, a[off[1]]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(st["silence"], torch.einsum("nchw,c->nhw", v, a_sil[0]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(st["noise"][:, 1], torch.einsum("nchw,nc->nhw", v, a_noise).numpy(), atol=1e-5)
+    np.testing.assert_allclose(st["retrieval"], torch.einsum("ichw,jc->ijhw", v, a).amax((2, 3)).numpy(), atol=1e-5)
+    assert np.array_equal(st["max_pos"], st["pos"].reshape(n, -1).max(1))
+    assert np.array_equal(st["max_offscreen"], st["offscreen"].reshape(n, 2, -1).max(2))
+    assert np.array_equal(st["gt"][3], ts.gt(3)) and list(st["keys"]) == ts.keys and list(st["labels"]) == ts.labels
+    assert list(st["groups"])[:2] == ["cat_dog_1", "cat_dog_1"]
+    np.testing.assert_allclose(st["emb_audio"], a.numpy(), atol=1e-5)
+    np.testing.assert_allclose(st["emb_image_mean"], v.mean((2, 3)).numpy(), atol=1e-5)
+    assert st.attrs["complete"] and st.attrs["seeds"] == [11, 22] and st.attrs["gt_kind"] == "mask"
+    assert st["overlay_image"].shape == (4, 224, 224, 3) and st["overlay_index"][0] == 0
+
+
+def test_batch_size_does_not_change_the_store(tmp_path, tiny_model):
+    ts = read_testset("vggss", make_vggss(tmp_path / "v"))
+    evaluate(tiny_model, ts, EvalConfig(batch_size=2, **FAST), tmp_path / "b2.zarr", {})
+    evaluate(tiny_model, ts, EvalConfig(batch_size=5, **FAST), tmp_path / "b5.zarr", {})
+    s2, s5 = read_store(tmp_path / "b2.zarr"), read_store(tmp_path / "b5.zarr")
+    for name in ("pos", "silence", "noise", "offscreen", "retrieval", "gt", "offscreen_index"):
+        np.testing.assert_allclose(s2[name], s5[name], atol=1e-6, err_msg=name)
+    assert s2.attrs["notes"]["empty_gt"] == ["ddddddddddd_000040"]
+
+
+def _save_tiny_checkpoint(run_dir: Path, width: int = 8, seed: int = 0) -> Path:
+    import dataclasses
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.config import TrainConfig
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(TrainConfig(), model=ModelConfig(width=width))
+    model = AVENet(cfg.model)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
+    return save_checkpoint(run_dir, 1, model, opt.state_dict(), {}, cfg, keep=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A randomly initialised width-8 checkpoint written by the trainer's own checkpoint code."""
+    return _save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "run")
+
+
+def test_end_to_end_on_the_synthetic_vggss_then_rescore(synth_corpus, tiny_ckpt, tmp_path):
+    import json
+
+    from eval.rescore import main as rescore_main
+    from eval.run import main
+    out = tmp_path / "results" / "tiny"
+    data = synth_corpus / "testsets" / "vggss"
+    assert main(["--ckpt", str(tiny_ckpt), "--testset", "vggss", "--data", str(data), "--out", str(out),
+                 "num_workers=1", "seeds=[1234,2345]"]) == 0
+    for f in ("metrics.json", "tables.md", "tables.csv", "maxima.png", "overlays_vggss_tiny.png", "config.yaml"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    info = json.loads((out / "metrics.json").read_text())
+    n = len(read_testset("vggss", data))
+    assert info["testset"] == "vggss" and info["model"] == "tiny" and info["samples"] == n
+    assert info["seeds"] == [1234, 2345]
+    assert info["train_san"] == {"S": True, "N": True, "L_S": True, "L_N": True}
+    m = info["metrics"]
+    assert m["negatives"]["offscreen"]["maps"] == 2 * n and m["samples"] == n
+    assert set(m["tables"]) >= {"table1", "table2", "table3", "table4"}
+    st = read_store(out / "maps.zarr")
+    assert st["pos"].shape == (n, 14, 14) and st["noise"].shape == (n, 2, 14, 14)
+    md = (out / "tables.md").read_text()
+    assert "| VGG-SS | tiny |" in md and "Table 2" in md and "tau_U" in md
+    # rescore into another folder and in place: identical metrics
+    before = (out / "metrics.json").read_bytes()
+    assert rescore_main([str(out), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again.pop("store") == str((out / "maps.zarr").resolve())
+    assert json.dumps(again, sort_keys=True) == json.dumps(info, sort_keys=True)
+    assert (tmp_path / "again" / "overlays_vggss_tiny.png").is_file()
+    assert rescore_main([str(out)]) == 0
+    assert (out / "metrics.json").read_bytes() == before
+    # another threshold, and tau_U from a calibration run
+    assert rescore_main([str(out), "--out", str(tmp_path / "fixed"), "metrics.tau=0.25"]) == 0
+    fixed = json.loads((tmp_path / "fixed" / "metrics.json").read_text())["metrics"]
+    assert fixed["thresholds"]["tau_U"] == 0.25 and fixed["positive"]["universal"]["threshold"] == 0.25
+    assert rescore_main([str(out), "--out", str(tmp_path / "cal"), "--calibration", str(out)]) == 0
+    cal = json.loads((tmp_path / "cal" / "metrics.json").read_text())
+    assert cal["calibration"] == str(out) and cal["metrics"]["thresholds"]["source"] == "calibration set"
+    assert cal["metrics"]["thresholds"]["tau_U"] == m["thresholds"]["tau_U"]
+
+
+def _cli(argv, capsys):
+    from eval.errors import run_cli
+    from eval.run import main
+    rc = run_cli(main, argv)
+    err = capsys.readouterr().err.strip().splitlines()   # progress bars come first; the error is the last line
+    return rc, err[-1] if err else ""
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
+    data = make_vggss(tmp_path / "vggss")
+    out = tmp_path / "res"
+    base = ["--testset", "vggss", "--data", str(data), "--out", str(out), "num_workers=0", "seeds=[1]",
+            "audio_seconds=0.5", "image_size=64"]
+    rc, err = _cli(["--ckpt", str(tmp_path / "nope")] + base, capsys)
+    assert rc == 2 and err.startswith("error: ") and "nope" in err
+    # incompatible checkpoint: the weights of a width-16 model under a width-8 config
+    wide = _save_tiny_checkpoint(tmp_path / "wide", width=16)
+    cfg_text = (wide / "config.yaml").read_text().replace("width: 16", "width: 8")
+    (wide / "config.yaml").write_text(cfg_text)
+    rc, err = _cli(["--ckpt", str(wide)] + base, capsys)
+    assert rc == 2 and "cannot load checkpoint" in err
+    rc, err = _cli(["--ckpt", str(tiny_ckpt), "--testset", "s4", "--data", str(data), "--out", str(out)], capsys)
+    assert rc == 2 and "s4_meta_data.csv" in err
+    rc, err = _cli(["--ckpt", str(tiny_ckpt), "--testset", "flickr", "--data", str(data), "--out", str(out)], capsys)
+    assert rc == 2 and "unknown test set" in err
+    assert not out.exists()                                  # nothing written for any of these
+    # a corrupt audio file is found while running: one line naming it, the store stays incomplete, no metrics
+    (data / "audio" / "ccccccccccc_000000.wav").write_bytes(b"RIFF garbage")
+    rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base, capsys)
+    assert rc == 2 and err.endswith("ccccccccccc_000000.wav: cannot read audio: Format not recognised.")
+    assert not (out / "metrics.json").exists()
+    from eval.errors import EvalError
+    with pytest.raises(EvalError, match="incomplete"):
+        read_store(out / "maps.zarr")
+    (data / "audio" / "ccccccccccc_000000.wav").unlink()
+    rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base, capsys)
+    assert rc == 2 and "ccccccccccc_000000.wav: missing file" in err

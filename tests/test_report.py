@@ -1,0 +1,83 @@
+"""eval.report: the paper's table layouts with several checkpoints side by side, the CSV, the figures, bad input."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+
+from eval.errors import EvalError, run_cli
+from eval.report import TABLE2, TABLE3, main
+from eval.rescore import rescore
+from eval.run import EvalConfig, evaluate
+from eval.testsets import read_testset
+from pipeline.configio import save_config
+from tests.eval_fixtures import make_is3, make_vggss
+from trainer.config import ModelConfig
+from trainer.model import AVENet
+
+
+def _result(tmp_path, name, testset, data, seed):
+    torch.manual_seed(seed)
+    model = AVENet(ModelConfig(width=8))
+    out = tmp_path / name
+    cfg = EvalConfig(testset=testset, data=str(data), out=str(out), seeds=[5, 6], num_workers=0, device="cpu",
+                     audio_seconds=0.5, image_size=64, overlay_samples=2)
+    out.mkdir(parents=True)
+    save_config(cfg, out / "config.yaml")
+    evaluate(model, read_testset(testset, data), cfg, out / "maps.zarr",
+             {"testset": testset, "model": name.split("_")[0],
+              "train_san": {"S": seed == 1, "N": False, "L_S": seed == 1, "L_N": False}})
+    rescore(out, cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("results")
+    vggss, is3 = make_vggss(tmp / "vggss"), make_is3(tmp / "is3")
+    return [_result(tmp, "SSL-SaN_is3", "is3", is3, 1), _result(tmp, "SSL-SaN_vggss", "vggss", vggss, 1),
+            _result(tmp, "SSL-TIE_vggss", "vggss", vggss, 2)]
+
+
+def test_tables_side_by_side_in_paper_layout(results, tmp_path):
+    out = tmp_path / "report"
+    assert main([str(r) for r in results] + ["--out", str(out)]) == 0
+    md = (out / "tables.md").read_text()
+    t2 = md.split("## Table 2")[1].split("## Table 3")[0]
+    header = [line for line in t2.splitlines() if line.startswith("| Test set")][0]
+    assert header == "| Test set | Model | " + " | ".join(h for h, _ in TABLE2) + " |"
+    rows = [line for line in t2.splitlines() if line.startswith("| ") and not line.startswith("| Test set")]
+    # grouped by test set in the paper's order (VGG-SS before IS3), the given order inside a group
+    assert [r.split(" | ")[:2] for r in rows] == [["| VGG-SS", "SSL-SaN"], ["| VGG-SS", "SSL-TIE"],
+                                                   ["| IS3", "SSL-SaN"]]
+    metrics = json.loads((results[1] / "metrics.json").read_text())["metrics"]
+    assert f"{metrics['tables']['table2']['cIoU_Adap']:.2f}" == rows[0].split(" | ")[3]
+    t4 = md.split("## Table 4")[1]
+    assert "| VGG-SS | SSL-SaN | ✓ |  | ✓ |  |" in t4 and "| VGG-SS | SSL-TIE |  |  |  |  |" in t4
+    assert "| I→A P@1 | I→A P@5 |" in md.split("## Table 3")[1]
+    lines = list(csv.DictReader(io.StringIO((out / "tables.csv").read_text())))
+    t3 = [x for x in lines if x["table"] == "table3" and x["model"] == "SSL-TIE"]
+    assert [x["column"] for x in t3] == [h for h, _ in TABLE3]
+    value = float(t3[0]["value"])
+    assert value == json.loads((results[2] / "metrics.json").read_text())["metrics"]["tables"]["table3"]["I2A_P@1"]
+    assert [x for x in lines if x["column"] == "tau_U"] and [x for x in lines if x["table"] == "table1"]
+    for f in ("maxima.png", "overlays_vggss_SSL-SaN.png", "overlays_vggss_SSL-TIE.png", "overlays_is3_SSL-SaN.png"):
+        assert (out / f).stat().st_size > 1000, f
+
+
+def test_each_run_writes_its_own_report(results):
+    for r in results:
+        assert "## Table 1" in (r / "tables.md").read_text() and (r / "maxima.png").is_file()
+
+
+def test_report_bad_input(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run_cli(main, [str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'empty' / 'metrics.json'}: not found " \
+                                              f"(is {tmp_path / 'empty'} a finished eval.run output?)"
+    (tmp_path / "empty" / "metrics.json").write_text("{}")
+    with pytest.raises(EvalError, match="no 'metrics' entry"):
+        main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")])

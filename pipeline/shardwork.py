@@ -125,5 +125,10 @@ class ClipPool:
             try:
                 return single.submit(self.work, clip).result()
             except BrokenProcessPool:
-                return clip[0], None, failure(clip[0], self.args[1], "corrupt",
-                                              "the decoder crashed (its worker process died)")
+                pass
+        with self._new_pool(1) as probe:  # a worker that dies doing nothing means the pool itself is broken
+            try:
+                probe.submit(os.getpid).result()
+            except BrokenProcessPool:
+                raise RuntimeError("sharder worker processes die on start; see the log above") from None
+        return clip[0], None, failure(clip[0], self.args[1], "corrupt", "the decoder crashed (its worker process died)")

@@ -109,10 +109,27 @@ def test_bench_reports_both_loops(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([PY, "-m", "trainer.bench", "--batch", "2", "--image-size", "32", "--frames", "32", "--steps",
                         "1", "--warmup", "1", "--precision", "bf16", "--channels-last", "--json", str(out),
-                        "model.width=4"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+                        "model.width=8"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert [row["run"] for row in rows] == ["this", "ssl-tie baseline"]
     assert rows[0]["precision"] == "bf16" and rows[0]["channels_last"] and rows[0]["encode_audio_once"]
     assert rows[1]["precision"] == "fp32" and not rows[1]["encode_audio_once"]
     assert all(row["samples_per_s"] > 0 for row in rows) and "speed-up over the baseline" in r.stdout
+
+
+def test_bf16_channels_last_clip_single_view(tmp_path):
+    r = _train(tmp_path, "name=bf16", "max_steps=2", "precision=bf16", "channels_last=true", "model.width=8",
+               "optim.grad_clip=1.0", "gather_features=false", "equivariance.enabled=false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = json.loads((tmp_path / "bf16/checkpoints/step_00000002/state.json").read_text())
+    assert state["step"] == 2 and state["scaler"] is None  # a grad scaler exists only for fp16 on a GPU
+    rec = _losses(tmp_path / "bf16")[2]
+    assert "train/loss_eq" not in rec and "train/loss_cl_t" not in rec and rec["lr"] == 1e-4
+
+
+@pytest.mark.slow
+def test_compiled_encoders_train(tmp_path):
+    r = _train(tmp_path, "name=compiled", "max_steps=2", "compile=true", timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_losses(tmp_path / "compiled")) == 2

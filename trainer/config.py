@@ -113,9 +113,11 @@ class TrainConfig:
     seed: int = 4  # SSL-TIE's seed
     epochs: int = 100
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the encoders; the loss block is always fp32
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the encoders; the loss block is always fp32.
+    # fp16 uses a grad scaler on GPUs; on the CPU accelerate has no fp16 autocast and runs fp32 (bf16 works there)
     compile: bool = False  # torch.compile the two encoders
-    channels_last: bool = False
+    channels_last: bool = False  # NHWC tensors (GPU tensor cores); on the CPU, model.width=4 with it crashed torch
+    # 2.11's oneDNN convolution backward (segfault, seen here); widths 8-64 ran
     deterministic: bool = False  # torch.use_deterministic_algorithms; resume then repeats a run exactly on the CPU
     gather_features: bool = True
     # all-gather the audio vectors across processes (with gradients): every image sees the negatives of the GLOBAL

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class EvalConfig:
     batch_size: int = 32
     num_workers: int = 2
     device: str = "auto"           # auto (cuda if available) | cpu | cuda
+    tf32: bool = False             # TF32 convolutions / matmuls on the GPU: faster, but the maps are no longer fp32
     retrieval_chunk: int = 1024    # audios per block of the retrieval matrix
     overlay_samples: int = 4       # samples whose images are kept in the store for the overlay figure
     image_embedding: str = "mean"  # global image embedding for Table 1 / cosine retrieval: mean | peak (see store)
@@ -83,9 +85,23 @@ def overlay_indices(testset: TestSet, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(np.int64)) if k > 0 else np.zeros(0, np.int64)
 
 
-@torch.inference_mode()
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
     """Run the model on all positives and negatives of `testset` and write the complete store at `store_path`."""
+    with _tf32(cfg.tf32), torch.inference_mode():
+        _evaluate(model, testset, cfg, store_path, attrs)
+
+
+def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
     device = pick_device(cfg.device)
     model = model.to(device).eval()
     seconds = cfg.audio_seconds or testset.audio_seconds
@@ -163,7 +179,7 @@ def run(cfg: EvalConfig) -> Path:
         raise EvalError(f"cannot load checkpoint: {_one_line(exc, cfg.ckpt)}") from None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", "tables.md", "tables.csv"):
+    for stale in ["metrics.json", "tables.md", "tables.csv", "maxima.png", *out.glob("overlays_*.png")]:
         (out / stale).unlink(missing_ok=True)
     name = cfg.name or out.resolve().name
     save_config(cfg, out / "config.yaml")

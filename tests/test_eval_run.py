@@ -164,3 +164,16 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
     (data / "audio" / "ccccccccccc_000000.wav").unlink()
     rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base, capsys)
     assert rc == 2 and "ccccccccccc_000000.wav: missing file" in err
+
+
+def test_s4_uses_five_seconds_and_one_audio_per_video(tmp_path, tiny_model):
+    from tests.eval_fixtures import make_s4
+    ts = read_testset("s4", make_s4(tmp_path / "s4"))
+    cfg = EvalConfig(seeds=[3], num_workers=0, device="cpu", image_size=64, batch_size=10)
+    evaluate(tiny_model, ts, cfg, tmp_path / "s4.zarr", {"testset": "s4"})
+    st = read_store(tmp_path / "s4.zarr")
+    assert st.attrs["audio_seconds"] == 5.0 and st["pos"].shape == (20, 4, 4)
+    # the five frames of a video share its audio embedding, and the offscreen audio is another class's video
+    np.testing.assert_array_equal(st["emb_audio"][0], st["emb_audio"][4])
+    labels = np.array(ts.labels)
+    assert np.all(labels[st["offscreen_index"][0]] != labels)

@@ -168,10 +168,11 @@ def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
             diff = sorted(k for k in plan["settings"] if stored.get("settings", {}).get(k) != plan["settings"][k])
             what = f"settings {diff}" if diff else "inputs (csv, list or files)"
             raise ShardError(f"{out}: was sharded with other {what}; use another --out or delete it")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(plan_path, plan)
-    save_config(cfg, out / "config.yaml")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(plan_path, plan)
+    if not (out / "config.yaml").exists():  # also when a run was killed between the plan and the config
+        save_config(cfg, out / "config.yaml")
 
 
 # ------------------------------------------------------------------------------------------------ shard output

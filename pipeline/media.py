@@ -102,7 +102,7 @@ def _decode_audio(container: av.container.InputContainer, min_duration: float) -
     audio = resample_mono16k(frames)
     if audio.size == 0:
         raise MediaError("no_audio", "audio stream has no samples")
-    if audio.size < min_duration * SAMPLE_RATE:
+    if audio.size + SAMPLE_RATE // 100 < min_duration * SAMPLE_RATE:  # 10 ms slack for resampler rounding
         raise MediaError("too_short", f"audio is {audio.size / SAMPLE_RATE:.3f} s, less than {min_duration:g} s")
     return audio, rate, channels
 

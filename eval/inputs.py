@@ -7,7 +7,7 @@
   the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
   S4), and `pipeline.features.logmel` (dB): [1, 257, T].
 A file that cannot be decoded becomes an `error` entry naming it (DataLoader workers would otherwise wrap the exception
-in a multi-line message); `collate` raises it as an EvalError in the main process.
+in a multi-line message); `batches` raises it as an EvalError in the main process.
 """
 from __future__ import annotations
 
@@ -76,7 +76,16 @@ class EvalInputs(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
+    """Stack a batch; a batch with a failed item is {"error": message} (collate runs inside the worker)."""
     for it in items:
         if "error" in it:
-            raise EvalError(it["error"])
+            return {"error": it["error"]}
     return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
+
+
+def batches(loader):
+    """Iterate a DataLoader of EvalInputs, raising the first failed item as an EvalError in this process."""
+    for batch in loader:
+        if "error" in batch:
+            raise EvalError(batch["error"])
+        yield batch

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from eval.errors import EvalError, run_cli
-from eval.inputs import EvalInputs, collate, load_rgb
+from eval.inputs import EvalInputs, batches, collate, load_rgb
 from eval.metrics import MetricConfig
 from eval.negatives import OFFSCREEN_SEEDS, noise_logmels, offscreen_choice, silence_logmels
 from eval.rescore import rescore
@@ -119,7 +119,8 @@ def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_p
     writer.put("offscreen_index", off)
 
     audio_emb = None
-    for batch in tqdm(_loader(testset, "audio", cfg, seconds), desc=f"{testset.name} audio", unit="batch"):
+    loader = _loader(testset, "audio", cfg, seconds)
+    for batch in tqdm(batches(loader), total=len(loader), desc=f"{testset.name} audio", unit="batch"):
         a = model.encode_audio(batch["logmel"].to(device, non_blocking=True))
         if audio_emb is None:
             audio_emb = torch.empty((n, a.shape[1]), dtype=a.dtype, device=device)
@@ -127,7 +128,8 @@ def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_p
     writer.put("emb_audio", audio_emb.cpu().numpy())
     a_silence = model.encode_audio(silence_logmels(1, num_samples, db=cfg.silence_db, device=device))
 
-    for batch in tqdm(_loader(testset, "image", cfg, seconds), desc=f"{testset.name} images", unit="batch"):
+    loader = _loader(testset, "image", cfg, seconds)
+    for batch in tqdm(batches(loader), total=len(loader), desc=f"{testset.name} images", unit="batch"):
         idx = batch["index"]
         start = int(idx[0])
         v = model.encode_image(batch["image"].to(device, non_blocking=True))     # [B, C, h, w]

@@ -161,6 +161,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
     from eval.errors import EvalError
     with pytest.raises(EvalError, match="incomplete"):
         read_store(out / "maps.zarr")
+    # the same from a DataLoader worker process, and for an image
+    rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base + ["num_workers=1"], capsys)
+    assert rc == 2 and err.endswith("ccccccccccc_000000.wav: cannot read audio: Format not recognised.")
+    (data / "audio" / "ccccccccccc_000000.wav").write_bytes((data / "audio" / "-aaaaaaaaaa_000010.wav").read_bytes())
+    (data / "frames" / "eeeeeeeeeee_000050.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base + ["num_workers=1"], capsys)
+    assert rc == 2 and err.startswith(f"error: {data / 'frames' / 'eeeeeeeeeee_000050.jpg'}: cannot read image")
     (data / "audio" / "ccccccccccc_000000.wav").unlink()
     rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base, capsys)
     assert rc == 2 and "ccccccccccc_000000.wav: missing file" in err

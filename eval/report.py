@@ -209,7 +209,8 @@ def write_report(paths: list[str | Path], out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m eval.report",
+                                 description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("results", nargs="+", help="results folders written by eval.run")
     ap.add_argument("--out", required=True, help="report folder")
     args = ap.parse_intermixed_args(argv)

@@ -105,6 +105,11 @@ def _fmt(v: float | None, header: str) -> str:
     return f"{v:.4f}" if header in ("Separability", "Sep", "tau_U") else f"{v:.2f}"
 
 
+def _arrow(header: str) -> str:
+    """The paper's direction marks: lower is better for magnitude and pIA, higher for everything else."""
+    return "↓" if header == "Magnitude" or "pIA" in header else "↑"
+
+
 def _switches(r: Result) -> list[str]:
     san = r.info.get("train_san") or {}
     return ["✓" if san.get(k) else "" for k in SWITCHES]
@@ -119,7 +124,7 @@ def tables(results: list[Result]) -> tuple[str, str]:
     w.writerow(["table", "testset", "model", "column", "value"])
     for key, (title, cols) in TABLES.items():
         extra = list(SWITCHES) if key == "table4" else []
-        headers = extra + [h for h, _ in cols]
+        headers = extra + [f"{h} {_arrow(h)}" for h, _ in cols]
         md += [f"## {title}", "", "| Test set | Model | " + " | ".join(headers) + " |",
                "|---|---|" + ":---:|" * len(extra) + "---:|" * len(cols)]
         for r in results:

@@ -48,7 +48,8 @@ def test_tables_side_by_side_in_paper_layout(results, tmp_path):
     md = (out / "tables.md").read_text()
     t2 = md.split("## Table 2")[1].split("## Table 3")[0]
     header = [line for line in t2.splitlines() if line.startswith("| Test set")][0]
-    assert header == "| Test set | Model | " + " | ".join(h for h, _ in TABLE2) + " |"
+    marked = [f"{h} {'↓' if 'pIA' in h else '↑'}" for h, _ in TABLE2]
+    assert header == "| Test set | Model | " + " | ".join(marked) + " |"
     rows = [line for line in t2.splitlines() if line.startswith("| ") and not line.startswith("| Test set")]
     # grouped by test set in the paper's order (VGG-SS before IS3), the given order inside a group
     assert [r.split(" | ")[:2] for r in rows] == [["| VGG-SS", "SSL-SaN"], ["| VGG-SS", "SSL-TIE"],
@@ -57,7 +58,8 @@ def test_tables_side_by_side_in_paper_layout(results, tmp_path):
     assert f"{metrics['tables']['table2']['cIoU_Adap']:.2f}" == rows[0].split(" | ")[3]
     t4 = md.split("## Table 4")[1]
     assert "| VGG-SS | SSL-SaN | ✓ |  | ✓ |  |" in t4 and "| VGG-SS | SSL-TIE |  |  |  |  |" in t4
-    assert "| I→A P@1 | I→A P@5 |" in md.split("## Table 3")[1]
+    assert "| I→A P@1 ↑ | I→A P@5 ↑ |" in md.split("## Table 3")[1]
+    assert "| Magnitude ↓ | Alignment ↑ |" in md
     lines = list(csv.DictReader(io.StringIO((out / "tables.csv").read_text())))
     t3 = [x for x in lines if x["table"] == "table3" and x["model"] == "SSL-TIE"]
     assert [x["column"] for x in t3] == [h for h, _ in TABLE3]

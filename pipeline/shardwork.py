@@ -107,8 +107,8 @@ class ClipPool:
     def map(self, clips: list[list]) -> Iterator[Result]:
         i = 0
         while i < len(clips):
-            futures = [self.pool.submit(self.work, c) for c in clips[i:]]
-            try:
+            try:  # submit raises too when a worker has already died
+                futures = [self.pool.submit(self.work, c) for c in clips[i:]]
                 for future in futures:
                     result = future.result()
                     i += 1

@@ -50,6 +50,27 @@ def decode_tensor(s: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
 
 
+def to_json(obj: Any) -> Any:
+    """A loader's state_dict made JSON-safe: bytes (e.g. DALI's pipeline checkpoint) become {"__b64__": text}."""
+    if isinstance(obj, (bytes, bytearray)):
+        return {"__b64__": base64.b64encode(bytes(obj)).decode("ascii")}
+    if isinstance(obj, dict):
+        return {k: to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    return obj
+
+
+def from_json(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__b64__"}:
+            return base64.b64decode(obj["__b64__"])
+        return {k: from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_json(v) for v in obj]
+    return obj
+
+
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     """Every RNG a step may touch: python, numpy, torch (CPU and the current CUDA device) and named generators."""
     np_state = np.random.get_state()

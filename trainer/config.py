@@ -7,7 +7,9 @@ Recipes: `trainer/configs/ssl_san.yaml` (the paper), `ssl_tie.yaml` (baseline, n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from pipeline.loaders import LoaderConfig
 
 
 @dataclass
@@ -101,9 +103,12 @@ class DataConfig:
     random_batches: int = 100  # random batches per epoch and process
     shard_dir: str = "shards/vggsound"  # output of pipeline.shard (train-*.tar, val-*.tar, manifest.json)
     train_split: str = "train"
-    val_split: str = "val"  # held-out training clips: model selection and the plateau scheduler, never the test set
+    val_split: str = "val"  # held-out training clips: model selection and the plateau scheduler, never the test set;
+    # "" = no validation (the plateau scheduler then never steps and no best checkpoint is marked)
     synth_json: str = ""  # vggsound/synth.json: its object boxes add pointing accuracy to the validation metrics
-    loader: dict[str, Any] = field(default_factory=dict)  # LoaderConfig options (pipeline/loaders.py)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    # pipeline/loaders.py options (backend dali|reference, device, image_size, clip/window seconds, augment...);
+    # loader.batch_size is ignored: the trainer sets it to the per-process micro-batch (optim.batch_size)
 
 
 @dataclass

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dataclasses
+import json
+from pathlib import Path
+
 import torch
 
 from pipeline.configio import ConfigError
+from pipeline.loaders import ShardError, build_loader
 from trainer.config import TrainConfig
 
 
@@ -75,4 +80,37 @@ def build_loaders(cfg: TrainConfig, rank: int, world_size: int, device: torch.de
         val = RandomBatches(batch, d.random_image_size, d.random_frames, max(1, d.random_batches // 4),
                             cfg.seed + 1, rank)
         return train, val
-    raise ConfigError(f"data.source={d.source!r}: the shard loaders (pipeline/loaders.py) are not available yet")
+    lcfg = dataclasses.replace(d.loader, batch_size=batch)
+    loader_device = device if (device.type == "cuda" and lcfg.device == "cuda") else torch.device("cpu")
+    kw = dict(rank=rank, world_size=world_size, seed=cfg.seed, device=loader_device)
+    try:
+        train = build_loader(lcfg, d.shard_dir, split=d.train_split, train=True, **kw)
+        val = build_loader(lcfg, d.shard_dir, split=d.val_split, train=False, **kw) if d.val_split else None
+    except ShardError as exc:
+        raise ConfigError(f"data.shard_dir={d.shard_dir}: {exc}") from None
+    return train, val
+
+
+def read_boxes(path: str) -> dict[str, list[list[float]]]:
+    """clip id -> normalized [x1, y1, x2, y2] boxes of the sounding object(s) at the centre frame, from a
+    pipeline.synth `synth.json` (clips without a visible source, e.g. offscreen ones, have no boxes)."""
+    try:
+        meta = json.loads(Path(path).read_text())
+        return {c["id"]: [list(map(float, b)) for b in c["boxes"]] for c in meta["clips"] if c.get("boxes")}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a readable synth.json with per-clip boxes ({exc})") from None
+
+
+def pointing_hits(amap: torch.Tensor, keys: list[str], boxes: dict[str, list[list[float]]]) -> tuple[int, int]:
+    """(hits, samples with boxes): a hit when the map's maximum pixel centre lies inside one of the clip's boxes.
+    The evaluation image is the whole frame resized to a square, so normalized frame coordinates apply directly."""
+    h, w = amap.shape[-2:]
+    flat = amap.reshape(amap.shape[0], -1).argmax(1).tolist()
+    hits = total = 0
+    for key, idx in zip(keys, flat):
+        if key not in boxes:
+            continue
+        y, x = (idx // w + 0.5) / h, (idx % w + 0.5) / w
+        total += 1
+        hits += any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes[key])
+    return hits, total

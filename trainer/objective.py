@@ -52,7 +52,8 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 class Objective(nn.Module):
     """forward(image, logmel, silence, noise, transform) -> dict of the total `loss` and every (detached) term.
-    `gather` (default: cfg.gather_features) all-gathers the audio vectors; validation passes False."""
+    `gather` (default: cfg.gather_features) all-gathers the audio vectors; validation passes False and asks for
+    `return_map` (the original view's map, under the key `map`)."""
 
     def __init__(self, model: AVENet, cfg: TrainConfig):
         super().__init__()
@@ -101,8 +102,8 @@ class Objective(nn.Module):
         return l_cl, l_sn, amap
 
     def forward(self, image: torch.Tensor, logmel: torch.Tensor, silence: torch.Tensor | None,
-                noise: torch.Tensor | None, transform: Transform | None, gather: bool | None = None
-                ) -> dict[str, torch.Tensor]:
+                noise: torch.Tensor | None, transform: Transform | None, gather: bool | None = None,
+                return_map: bool = False) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         gather = cfg.gather_features if gather is None else gather
         terms: dict[str, torch.Tensor] = {}
@@ -126,4 +127,6 @@ class Objective(nn.Module):
         if cfg.san.enabled and (cfg.san.silence_map_loss or cfg.san.noise_map_loss):
             terms["loss_sn"] = l_sn.detach()
         terms["loss"] = total
+        if return_map:
+            terms["map"] = amap.detach()
         return terms

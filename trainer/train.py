@@ -35,7 +35,7 @@ from tqdm import tqdm
 from pipeline.configio import ConfigError, load_config, save_config
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
-from trainer.data import build_loaders
+from trainer.data import build_loaders, pointing_hits, read_boxes
 from trainer.equivariance import draw_transform
 from trainer.model import AVENet
 from trainer.objective import Objective, negative_inputs
@@ -75,6 +75,7 @@ class Trainer:
         self.aug_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2 * self.rank + 1)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + 2 * self.rank + 2)
         self.train_loader, self.val_loader = build_loaders(cfg, self.rank, self.world, self.device)
+        self.boxes = read_boxes(cfg.data.synth_json) if cfg.data.synth_json else None
         self.step = 0
         self.epoch = 0
         self.best: float | None = None
@@ -102,7 +103,7 @@ class Trainer:
         ranks = state["ranks"]
         if len(ranks) == self.world:
             ckpt.set_rng_state(ranks[self.rank]["rng"], {"aug": self.aug_gen, "noise": self.noise_gen})
-            self.pending_loader_state = ranks[self.rank]["loader"]
+            self.pending_loader_state = ckpt.from_json(ranks[self.rank]["loader"])
         else:  # another number of processes: positions do not map; restart the interrupted epoch from its start
             self.acc.print(f"warning: {step_dir} was written by {len(ranks)} processes, this run has {self.world}: "
                            f"restarting epoch {self.epoch} from its first batch")
@@ -111,7 +112,7 @@ class Trainer:
     def save(self, epoch_done: bool) -> None:
         """Checkpoint at a step boundary: weights, optimizer, scheduler, every process's RNG and loader position."""
         self._check_finite()
-        loader_state = None if epoch_done else self.train_loader.state_dict()
+        loader_state = None if epoch_done else ckpt.to_json(self.train_loader.state_dict())
         per_rank = {"rng": ckpt.rng_state({"aug": self.aug_gen, "noise": self.noise_gen}), "loader": loader_state,
                     "params_sha256": ckpt.params_digest(self.model)}
         ranks = gather_object([per_rank]) if self.world > 1 else [per_rank]
@@ -168,6 +169,9 @@ class Trainer:
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """Held-out metrics (BatchNorm in eval mode, no augmentation, no equivariance view, no all-gather): every loss
+        term and mean map maxima (positive, silence, noise) per sample; with data.synth_json, `val/pointing` = share
+        of clips whose map maximum falls inside the sounding object's box."""
         if self.val_loader is None:
             return {}
         objective = self.acc.unwrap_model(self.objective)
@@ -175,6 +179,7 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + 7919 * (self.rank + 1))
         sums: dict[str, torch.Tensor] = {}
         count = torch.zeros((), device=self.device)
+        hits = torch.zeros(2, device=self.device)
         self.val_loader.set_epoch(0)
         for i, batch in enumerate(self.val_loader):
             if self.cfg.val_batches and i >= self.cfg.val_batches:
@@ -183,7 +188,11 @@ class Trainer:
             logmel = batch.logmel.to(self.device)
             silence, noise = negative_inputs(self.cfg, logmel, gen)
             with self.acc.autocast():
-                terms = objective(image, logmel, silence, noise, None, gather=False)
+                terms = objective(image, logmel, silence, noise, None, gather=False, return_map=True)
+            amap = terms.pop("map")
+            if self.boxes is not None:
+                h, n = pointing_hits(amap, batch.key, self.boxes)
+                hits += torch.tensor([h, n], device=self.device, dtype=hits.dtype)
             b = image.shape[0]
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.float() * b
@@ -191,9 +200,14 @@ class Trainer:
         objective.train()
         if self.world > 1:
             count = self.acc.reduce(count, reduction="sum")
+            hits = self.acc.reduce(hits, reduction="sum")
             sums = {k: self.acc.reduce(v, reduction="sum") for k, v in sums.items()}
         n = max(float(count.item()), 1.0)
-        return {f"val/{k}": float(v.item()) / n for k, v in sums.items()}
+        out = {f"val/{k}": float(v.item()) / n for k, v in sums.items()}
+        if self.boxes is not None:
+            out["val/pointing"] = float(hits[0].item()) / max(float(hits[1].item()), 1.0)
+            out["val/pointing_samples"] = float(hits[1].item())
+        return out
 
     def _after_validation(self, metrics: dict[str, float]) -> bool:
         """Step the plateau scheduler; returns True when this step is the best so far."""

@@ -94,7 +94,9 @@ def test_threshold_grid_rejects_bad_thresholds(bad):
 def test_single_threshold_and_values_outside_the_grid():
     rng = np.random.default_rng(1)
     maps = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
-    for thr in (np.array([0.3]), np.linspace(-0.2, 0.2, 5)):
+    maps[0, :3] = 0.0                                                  # ties at the crowded thresholds
+    crowded = np.array([-0.5, 0.0, 1e-12, 2e-12, 3e-12, 0.5])          # more than two thresholds in one cell
+    for thr in (np.array([0.3]), np.linspace(-0.2, 0.2, 5), crowded):
         res = sweep(maps, ThresholdGrid(thr), None, size=32)
         above, _ = ref.sweep_ref(maps, None, thr, size=32)
         assert np.array_equal(res.above, above)

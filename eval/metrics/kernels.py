@@ -1,8 +1,8 @@
 """Numba threshold sweeps: every per-sample count the metrics need, for all thresholds, in one pass per map.
 
 For each map the kernel upsamples the native map to S x S (cv2 arithmetic, `upsample.py`), puts every pixel into the
-bucket of a sorted threshold grid (bucket j = number of thresholds strictly below the pixel, found through a uniform
-lookup table and then corrected exactly), and turns the bucket histogram into counts by a suffix sum:
+bucket of a sorted threshold grid (bucket j = number of thresholds strictly below the pixel, found exactly through a
+uniform lookup table and two branch-free comparisons), and turns the bucket histogram into counts by a suffix sum:
 
     above[k] = #{p : x_p > t_k}          inter[k] = #{p : x_p > t_k and G_p}
 
@@ -23,9 +23,16 @@ from eval.metrics.upsample import axis_coeffs, lerp32
 
 
 class ThresholdGrid:
-    """A strictly increasing float64 threshold array with its bucket lookup table."""
+    """A strictly increasing float64 threshold array with its bucket lookup table.
 
-    def __init__(self, thresholds: np.ndarray, cells_per_threshold: int = 4) -> None:
+    The range [t_0, t_last] is cut into uniform cells. For cell c, `base[c]` is the number of thresholds below the
+    cell (less a margin far above the float64 rounding of the cell index) and `cand1[c]`, `cand2[c]` are the first
+    two thresholds inside the widened cell (+inf when absent), so the bucket of a pixel x is
+    base + (cand1 < x) + (cand2 < x): arithmetic and two branch-free comparisons. A cell holding more than two
+    thresholds (near-duplicates) is `crowded`; the kernel recounts the few pixels that fall into one exactly.
+    """
+
+    def __init__(self, thresholds: np.ndarray, cells_per_threshold: int = 2) -> None:
         thr = np.asarray(thresholds, dtype=np.float64)
         if thr.ndim != 1 or thr.size == 0 or not np.all(np.isfinite(thr)) or np.any(np.diff(thr) <= 0):
             raise ValueError("thresholds must be a non-empty, finite, strictly increasing 1-D array")
@@ -35,23 +42,23 @@ class ThresholdGrid:
         self.cells = max(1, cells_per_threshold * thr.size)
         self.inv_width = self.cells / span if span > 0 else 1.0
         edges = self.lo + np.arange(self.cells + 1, dtype=np.float64) / self.inv_width
-        self.start = np.searchsorted(thr, edges, side="left").astype(np.int64)
+        margin = 1e-9 * max(1.0, abs(self.lo), abs(float(thr[-1])))
+        first = np.searchsorted(thr, edges[:-1] - margin, side="left")
+        count = np.searchsorted(thr, edges[1:] + margin, side="right") - first
+        self.base = first.astype(np.int64)
+        cands = []
+        for k in range(2):
+            cand = np.full(self.cells, np.inf)
+            cand[count > k] = thr[first[count > k] + k]
+            cands.append(cand)
+        self.cand1, self.cand2 = cands
+        self.crowded = (count > 2).astype(np.uint8)
 
 
 @nb.njit(cache=True, inline="always")
-def _bucket(v, thr, lo, inv_width, start, cells):
-    """Number of thresholds strictly below v (exact; the lookup table only gives the starting guess)."""
-    c = 0
-    if v > lo:
-        f = (v - lo) * inv_width
-        c = int(f) if f < cells else cells - 1
-    j = start[c]
-    n = thr.shape[0]
-    while j < n and thr[j] < v:
-        j += 1
-    while j > 0 and thr[j - 1] >= v:
-        j -= 1
-    return j
+def _cell(v, lo, inv_width, cells):
+    f = min(max((v - lo) * inv_width, 0.0), cells - 1.0)
+    return np.int64(f)
 
 
 @nb.njit(cache=True)
@@ -94,7 +101,7 @@ def _ssltie_pred(x, neg_min, rng_):
 
 
 @nb.njit(cache=True, parallel=True)
-def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, start, cells,
+def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, cand1, cand2, crowded, cells,
            y0, y1, wy, x0, x1, wx, size,
            above, inter, gcount, rank_thr, rank_above, rank_inter, extra_above, max_native, bad):
     n_thr = thr.shape[0]
@@ -128,6 +135,7 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, start, ce
         else:
             gflat = gt[0].reshape(gt.shape[1] * gt.shape[2])
         g = 0
+        n_crowded = 0
         up_min = np.float32(np.inf)
         up_max = np.float32(-np.inf)
         for r in range(size):
@@ -143,12 +151,26 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, start, ce
                 p = r * size + c
                 v = np.float64(v32)
                 flat[p] = v
-                j = _bucket(v, thr, lo, inv_width, start, cells)
+                cell = _cell(v, lo, inv_width, cells)
+                j = base[cell] + np.int64(cand1[cell] < v) + np.int64(cand2[cell] < v)
+                n_crowded += crowded[cell]
                 bid[p] = j
                 hist[j] += 1
                 if has_gt and gflat[p] != 0:
                     ghist[j] += 1
                     g += 1
+        if n_crowded > 0:
+            # pixels in a cell with more than two thresholds: recount them exactly
+            for p in range(hw):
+                if crowded[_cell(flat[p], lo, inv_width, cells)]:
+                    j = np.searchsorted(thr, flat[p], side="left")
+                    if j != bid[p]:
+                        hist[bid[p]] -= 1
+                        hist[j] += 1
+                        if has_gt and gflat[p] != 0:
+                            ghist[bid[p]] -= 1
+                            ghist[j] += 1
+                        bid[p] = j
         gcount[i] = g
         run = 0
         grun = 0
@@ -238,7 +260,7 @@ def sweep(maps: np.ndarray, grid: ThresholdGrid, gt: np.ndarray | None = None, *
     )
     y0, y1, wy = axis_coeffs(h, size)
     x0, x1, wx = axis_coeffs(w, size)
-    _sweep(maps, gt_arr, has_gt, has_gt, ssltie and has_gt, ex, grid.values, grid.lo, grid.inv_width, grid.start,
+    _sweep(maps, gt_arr, has_gt, has_gt, ssltie and has_gt, ex, grid.values, grid.lo, grid.inv_width, grid.base, grid.cand1, grid.cand2, grid.crowded,
            grid.cells, y0, y1, wy, x0, x1, wx, size,
            out.above, inter, out.gt_pixels, out.rank_thr, out.rank_above, out.rank_inter, out.extra_above,
            out.max_native, out.bad)

@@ -55,16 +55,19 @@ def load_waveform(path, num_samples: int) -> torch.Tensor:
 
 
 class EvalInputs(Dataset):
-    """Items of a test set: `what` = "audio" (index, logmel) or "image" (index, image, gt)."""
+    """Items of a test set: `what` = "audio" (index, logmel) or "image" (index, image, gt), for the sample indices
+    `indices` (default: all, in order)."""
 
-    def __init__(self, testset: TestSet, what: str, seconds: float, image_size: int = 224):
+    def __init__(self, testset: TestSet, what: str, seconds: float, image_size: int = 224, indices=None):
         self.testset, self.what, self.image_size = testset, what, image_size
         self.num_samples = seconds_to_samples(seconds)
+        self.indices = list(range(len(testset))) if indices is None else [int(i) for i in indices]
 
     def __len__(self) -> int:
-        return len(self.testset)
+        return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, k: int) -> dict:
+        i = self.indices[k]
         s = self.testset.samples[i]
         try:
             if self.what == "audio":

@@ -4,7 +4,8 @@
 
 1. The test set is read and checked (`eval.testsets`); the checkpoint loads through `trainer.checkpoint.load_model`
    (safetensors + YAML: no code from the checkpoint runs). Either failing is a one-line error, nothing is written.
-2. Audio pass: every sample's audio embedding a_i (batched, tqdm, GPU if present).
+2. Audio pass: every sample's audio embedding a_i (batched, tqdm, GPU if present; a file shared by several samples,
+   as S4's five frames share their video's wav, is encoded once).
 3. Image pass, per batch: visual map v_i, then the raw cosine maps at native resolution (14 x 14 for 224 px):
    pos = <v_i, a_i>; silence = <v_i, a_silence>; noise[s] = <v_i, a_noise(i, seed s)>; offscreen[s] = <v_i, a_j(s)>
    with j(s) drawn as REFERENCE.md D.6 says (`eval.negatives`; the offscreen audio is processed exactly like a positive,
@@ -74,9 +75,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _loader(testset: TestSet, what: str, cfg: EvalConfig, seconds: float) -> DataLoader:
-    return DataLoader(EvalInputs(testset, what, seconds, cfg.image_size), batch_size=cfg.batch_size, shuffle=False,
-                      num_workers=cfg.num_workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+def _loader(testset: TestSet, what: str, cfg: EvalConfig, seconds: float, indices=None) -> DataLoader:
+    return DataLoader(EvalInputs(testset, what, seconds, cfg.image_size, indices), batch_size=cfg.batch_size,
+                      shuffle=False, num_workers=cfg.num_workers, collate_fn=collate,
+                      pin_memory=torch.cuda.is_available())
 
 
 def overlay_indices(testset: TestSet, k: int) -> np.ndarray:
@@ -118,13 +120,17 @@ def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_p
     writer.put("groups", [s.group for s in testset.samples])
     writer.put("offscreen_index", off)
 
+    # each distinct audio file is encoded once (S4's five frames share one wav)
+    first: dict = {}
+    owner = torch.as_tensor([first.setdefault(s.audio, i) for i, s in enumerate(testset.samples)], device=device)
     audio_emb = None
-    loader = _loader(testset, "audio", cfg, seconds)
+    loader = _loader(testset, "audio", cfg, seconds, sorted(set(first.values())))
     for batch in tqdm(batches(loader), total=len(loader), desc=f"{testset.name} audio", unit="batch"):
         a = model.encode_audio(batch["logmel"].to(device, non_blocking=True))
         if audio_emb is None:
             audio_emb = torch.empty((n, a.shape[1]), dtype=a.dtype, device=device)
         audio_emb[batch["index"].to(device)] = a
+    audio_emb = audio_emb[owner]
     writer.put("emb_audio", audio_emb.cpu().numpy())
     a_silence = model.encode_audio(silence_logmels(1, num_samples, db=cfg.silence_db, device=device))
 

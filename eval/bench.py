@@ -3,7 +3,8 @@
 Workload (defaults): 5,158 random 14 x 14 maps (the size of VGG-SS) with random box ground truth, upsampled to
 224 x 224 and swept over 1,001 thresholds: per-sample IoU and pIA counts at every threshold plus the classic
 (median), adaptive and SSL-TIE-classic thresholds, exactly the kernel call `compute_all` makes for positive maps.
-The Numba time is the median of `--repeats` runs after one warm-up (compilation) run. The numpy reference
+The Numba time is the median wall time of `--repeats` runs after one warm-up (compilation) run; the process CPU time
+and the load average are printed beside it, since other jobs on the machine inflate the wall time. The numpy reference
 (`eval.metrics.reference.sweep_ref`, the one the tests use: one threshold at a time) is timed on `--ref-maps` maps
 only and extrapolated linearly to all maps (median time per map x maps); `--ref-maps` equal to `--maps` times it in
 full. Both give the same counts on the reference subset, which the benchmark checks.
@@ -60,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     sweep(maps[:2], grid, gt[:2], size=args.size, ssltie=True)
     warmup = time.perf_counter() - t0
-    numba_times = []
+    numba_times, numba_cpu = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = sweep(maps, grid, gt, size=args.size, ssltie=True)
         numba_times.append(time.perf_counter() - t0)
+        numba_cpu.append(time.process_time() - c0)
     numba_s = statistics.median(numba_times)
 
     per_map = []
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "maps": args.maps, "native": args.native, "size": args.size, "thresholds": args.thresholds,
         "numba_threads": numba.get_num_threads(), "cpus": os.cpu_count(), "machine": platform.processor() or
         platform.machine(), "numba_compile_s": warmup, "numba_runs_s": numba_times, "numba_median_s": numba_s,
+        "numba_cpu_median_s": statistics.median(numba_cpu), "load_average_1min": os.getloadavg()[0],
         "numpy_ref_maps": ref_maps, "numpy_median_per_map_s": statistics.median(per_map),
         "numpy_estimated_s": numpy_s, "numpy_extrapolated": ref_maps < args.maps, "speedup": speedup,
         "counts_equal_on_ref_maps": same, "goal_met": bool(speedup >= 100 and numba_s < 3.0 and same),
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload: {args.maps} maps {args.native}x{args.native} -> {args.size}x{args.size}, "
           f"{args.thresholds} thresholds, GT boxes; numba threads {numbers['numba_threads']}, cpus {os.cpu_count()}")
     print(f"numba sweep : median {numba_s:.3f} s over {args.repeats} runs {[round(t, 3) for t in numba_times]} "
-          f"(first-call compile/load {warmup:.1f} s, not counted)")
+          f"(first-call compile/load {warmup:.1f} s, not counted); process CPU time {numbers['numba_cpu_median_s']:.3f} s "
+          f"over all threads; 1-min load average {numbers['load_average_1min']:.1f}")
     print(f"numpy ref   : {numpy_s:.1f} s, {how}")
     print(f"speedup     : {speedup:.0f}x; counts identical on the reference maps: {same}")
     print(f"goal (>= 100x and < 3 s): {'met' if numbers['goal_met'] else 'NOT met'}")

@@ -38,7 +38,7 @@ from eval.store import StoreWriter
 from eval.testsets import TESTSETS, TestSet, read_testset
 from pipeline.configio import load_config, save_config, to_dict
 from pipeline.features import seconds_to_samples
-from trainer.checkpoint import load_model
+from trainer.checkpoint import load_model, resolve
 
 
 @dataclass
@@ -47,7 +47,7 @@ class EvalConfig:
     testset: str = ""              # vggss | is3 | is3plus | s4
     data: str = ""                 # the test set folder
     out: str = ""                  # results/NAME
-    name: str = ""                 # model name in tables; empty: the name of the out folder
+    name: str = ""                 # model name in tables; empty: the training run's folder name
     gt: str = "auto"               # auto (boxes on VGG-SS, masks elsewhere, as the paper) | box | mask
     seeds: list[int] = field(default_factory=lambda: list(OFFSCREEN_SEEDS))  # one evaluation pass per seed
     audio_seconds: float = 0.0     # 0: the test set's length (10 s VGG-SS / IS3 / IS3+, 5 s S4)
@@ -174,6 +174,12 @@ def _one_line(exc: Exception, path: str) -> str:
     return msg if str(path) in msg else f"{path}: {msg}"
 
 
+def _run_name(ckpt: str) -> str:
+    """The training run's folder name (runs/<name>/checkpoints/step_...), else the step folder's name."""
+    step = resolve(ckpt)
+    return step.parent.parent.name if step.parent.name == "checkpoints" else step.name
+
+
 def run(cfg: EvalConfig) -> Path:
     for key in ("ckpt", "testset", "data", "out"):
         if not getattr(cfg, key):
@@ -189,7 +195,7 @@ def run(cfg: EvalConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for stale in ["metrics.json", "tables.md", "tables.csv", "maxima.png", *out.glob("overlays_*.png")]:
         (out / stale).unlink(missing_ok=True)
-    name = cfg.name or out.resolve().name
+    name = cfg.name or _run_name(cfg.ckpt)
     save_config(cfg, out / "config.yaml")
     san = train_cfg.san
     attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),

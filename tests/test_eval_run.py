@@ -94,11 +94,11 @@ def test_end_to_end_on_the_synthetic_vggss_then_rescore(synth_corpus, tiny_ckpt,
     data = synth_corpus / "testsets" / "vggss"
     assert main(["--ckpt", str(tiny_ckpt), "--testset", "vggss", "--data", str(data), "--out", str(out),
                  "num_workers=1", "seeds=[1234,2345]"]) == 0
-    for f in ("metrics.json", "tables.md", "tables.csv", "maxima.png", "overlays_vggss_tiny.png", "config.yaml"):
+    for f in ("metrics.json", "tables.md", "tables.csv", "maxima.png", "overlays_vggss_run.png", "config.yaml"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     info = json.loads((out / "metrics.json").read_text())
     n = len(read_testset("vggss", data))
-    assert info["testset"] == "vggss" and info["model"] == "tiny" and info["samples"] == n
+    assert info["testset"] == "vggss" and info["model"] == "run" and info["samples"] == n   # the run folder's name
     assert info["seeds"] == [1234, 2345]
     assert info["train_san"] == {"S": True, "N": True, "L_S": True, "L_N": True}
     m = info["metrics"]
@@ -107,14 +107,14 @@ def test_end_to_end_on_the_synthetic_vggss_then_rescore(synth_corpus, tiny_ckpt,
     st = read_store(out / "maps.zarr")
     assert st["pos"].shape == (n, 14, 14) and st["noise"].shape == (n, 2, 14, 14)
     md = (out / "tables.md").read_text()
-    assert "| VGG-SS | tiny |" in md and "Table 2" in md and "tau_U" in md
+    assert "| VGG-SS | run |" in md and "Table 2" in md and "tau_U" in md
     # rescore into another folder and in place: identical metrics
     before = (out / "metrics.json").read_bytes()
     assert rescore_main([str(out), "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again.pop("store") == str((out / "maps.zarr").resolve())
     assert json.dumps(again, sort_keys=True) == json.dumps(info, sort_keys=True)
-    assert (tmp_path / "again" / "overlays_vggss_tiny.png").is_file()
+    assert (tmp_path / "again" / "overlays_vggss_run.png").is_file()
     assert rescore_main([str(out)]) == 0
     assert (out / "metrics.json").read_bytes() == before
     # another threshold, and tau_U from a calibration run

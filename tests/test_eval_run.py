@@ -184,3 +184,13 @@ def test_s4_uses_five_seconds_and_one_audio_per_video(tmp_path, tiny_model):
     np.testing.assert_array_equal(st["emb_audio"][0], st["emb_audio"][4])
     labels = np.array(ts.labels)
     assert np.all(labels[st["offscreen_index"][0]] != labels)
+
+
+def test_module_entry_point_exit_status(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "eval.run", "--ckpt", str(tmp_path / "none"), "--testset", "vggss",
+                           "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {tmp_path / 'missing'}: test set folder not found\n"

@@ -262,3 +262,15 @@ def test_a_worker_that_dies_costs_one_clip(synth_corpus: Path):
     assert [r[0] for r in results] == ids
     assert results[1][2]["reason"] == "corrupt" and "crashed" in results[1][2]["detail"]
     assert all(r[1] is not None for k, r in enumerate(results) if k != 1)
+
+
+def test_split_all_plans_train_val_test_without_overlap(shard_dir: Path, synth_corpus: Path):
+    plan = shard.build_plan(shard.ShardConfig(**{**_settings(shard_dir), "split": "all"}))
+    by_split = {g: {c[0] for s in plan["shards"] if s["split"] == g for c in s["clips"]} for g in plan["splits"]}
+    with open(synth_corpus / "vggsound.csv", newline="") as fh:
+        csv_split = {_cid(r): r[3] for r in csv.reader(fh)}
+    assert list(by_split) == ["train", "val", "test"]
+    assert by_split["test"] == {c for c, s in csv_split.items() if s == "test"}
+    assert by_split["train"] | by_split["val"] == {c for c, s in csv_split.items() if s == "train"}
+    assert not by_split["train"] & by_split["val"]
+    assert all(c[5] == s["split"] for s in plan["shards"] for c in s["clips"])

@@ -5,6 +5,8 @@ Subcommands (each registers itself in SUBCOMMANDS: a function adding its options
   `pipeline.synth` (10 s clips, only those whose short side is 360 px by default), plus a per-stage profile
   (CPU time of audio decode, resampling, centre frame, JPEG, audio encoding; each with its validation), which
   stays meaningful when other jobs load the machine.
+- `load`: samples/s of the DALI loader, the reference loader and SSL-TIE's per-file baseline on the same clips and
+  augmentations (pipeline/bench_load.py).
 """
 from __future__ import annotations
 
@@ -24,7 +26,10 @@ import av
 
 from pipeline import media
 from pipeline.atomic import atomic_write_json
+from pipeline.bench_load import bench_load, load_options
+from pipeline.configio import ConfigError
 from pipeline.shard import ShardConfig, run as run_sharder
+from pipeline.shardindex import ShardError
 from pipeline.synth import SynthConfig, SynthError, generate
 
 
@@ -169,6 +174,7 @@ def bench_shard(args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------------------------------------- CLI
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]] = {
     "shard": (_shard_options, bench_shard),
+    "load": (load_options, bench_load),
 }
 
 
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = SUBCOMMANDS[args.command][1](args)
-    except BenchError as exc:
+    except (BenchError, ConfigError, ShardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(result, indent=2)

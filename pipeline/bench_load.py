@@ -1,0 +1,107 @@
+"""The loader benchmark behind `python -m pipeline.bench load`: samples/s of the DALI loader, the reference loader and
+SSL-TIE's per-file baseline (pipeline.baseline_loader) on the same clips, augmentations and machine.
+
+Each loader runs `warmup` unmeasured epochs, then `epochs` measured ones; an epoch's rate is its samples over the wall
+time from asking for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker
+start-up included). The report (`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the
+median per loader and the DALI / baseline ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_write_json
+from pipeline.baseline_loader import build_baseline, extract_clips
+from pipeline.configio import ConfigError, load_config, save_config
+from pipeline.loaders import LoaderConfig, build_loader
+from pipeline.shardindex import ShardSet
+
+
+@dataclass
+class BenchLoadConfig:
+    shards: str = "shards/vggsound"
+    split: str = "train"
+    out: str = "bench/load"
+    epochs: int = 5
+    warmup: int = 1
+    train: bool = True                    # training augmentation (moco_v2 + SpecAugment) in all three
+    loaders: list[str] = field(default_factory=lambda: ["dali", "reference", "baseline"])
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    seed: int = 0
+
+
+def _epoch_rate(batches) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = 0
+    for b in batches:
+        n += len(b.key) if hasattr(b, "key") else len(b[-1])
+    return n / (time.perf_counter() - start), n
+
+
+def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
+    unknown = sorted(set(cfg.loaders) - {"dali", "reference", "baseline"})
+    if unknown:
+        raise ConfigError(f"loaders: unknown loader(s) {unknown}: choose among dali, reference, baseline")
+    out = Path(cfg.out)
+    shards = ShardSet.open(cfg.shards, cfg.split)
+    lc = cfg.loader
+    results: dict[str, dict] = {}
+    for name in cfg.loaders:
+        if name == "baseline":
+            items = extract_clips(shards, out / "clips", progress=progress)
+            loader = build_baseline(out / "clips", items, batch_size=lc.batch_size, image_size=lc.image_size,
+                                    train=cfg.train, window_seconds=lc.window_seconds, clip_seconds=lc.clip_seconds,
+                                    audio_window=lc.audio_window, workers=lc.workers)
+        else:
+            loader = build_loader(LoaderConfig(**{**vars(lc), "backend": name}), cfg.shards, split=cfg.split,
+                                  train=cfg.train, seed=cfg.seed)
+        rates, samples = [], 0
+        for e in tqdm(range(cfg.warmup + cfg.epochs), desc=f"bench {name}", disable=not progress):
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(e)
+            rate, samples = _epoch_rate(loader)
+            if e >= cfg.warmup:
+                rates.append(rate)
+        results[name] = {"samples_per_epoch": samples, "epoch_rates": [round(r, 2) for r in rates],
+                         "median_samples_per_s": round(statistics.median(rates), 2)}
+    report = {"results": results, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                              "torch": torch.__version__, "device": lc.device}}
+    if "dali" in results and "baseline" in results:
+        report["dali_over_baseline"] = round(results["dali"]["median_samples_per_s"]
+                                             / results["baseline"]["median_samples_per_s"], 2)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    atomic_write_json(out / "load.json", report)
+    return report
+
+
+def load_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML BenchLoadConfig")
+    p.add_argument("--shards", help="shard folder (default shards/vggsound)")
+    p.add_argument("--out", help="report folder (default bench/load)")
+    p.add_argument("--epochs", type=int, help="measured epochs per loader (median reported)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loader.batch_size=64 loader.device=cuda")
+
+
+def bench_load(args: argparse.Namespace) -> dict:
+    """`python -m pipeline.bench load`: run the benchmark, print a summary on stderr, return the report."""
+    flags = [f"{k}={v}" for k in ("shards", "out", "epochs") if (v := getattr(args, k)) is not None]
+    cfg = load_config(BenchLoadConfig, args.config, flags + list(args.overrides))
+    report = run(cfg)
+    for name, r in report["results"].items():
+        print(f"load: {name:10s} {r['median_samples_per_s']:10.1f} samples/s (median of {len(r['epoch_rates'])} "
+              f"epochs)", file=sys.stderr)
+    if "dali_over_baseline" in report:
+        print(f"load: DALI / per-file baseline {report['dali_over_baseline']:.2f}x", file=sys.stderr)
+    return report

@@ -1,9 +1,10 @@
 """Reports: the paper's Tables 1-4 as Markdown and CSV (one row per evaluated checkpoint, several side by side) and
 the figures (Fig. 1: distributions of per-sample map maxima with tau_U; Fig. 2: thresholded maps over images).
 
-`python -m eval.report results/A results/B ... --out report/`
+`python -m eval.report results/A results/B ... --out report/ [--paper]`
 Each results folder is what `eval.run` writes (metrics.json + maps.zarr). Rows are grouped by test set in the paper's
-order (VGG-SS, IS3, IS3+, S4), then in the order given; Table 4 adds the checkpoint's S, N, L_S, L_N switches.
+order (VGG-SS, IS3, IS3+, S4), then in the order given; `--paper` adds the paper's published SSL-TIE and SSL-SaN rows
+(`eval.paper`) after the measured rows of each test set; Table 4 shows each row's S, N, L_S, L_N switches.
 Writes OUT/tables.md, OUT/tables.csv (long format: table, testset, model, column, value), OUT/maxima.png and
 OUT/overlays_{testset}_{model}.png.
 `eval.run` and `eval.rescore` call `write_report([results], results)` for a single run.
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from eval.errors import EvalError, run_cli  # noqa: E402
 from eval.metrics.upsample import upsample  # noqa: E402
+from eval.paper import paper_rows  # noqa: E402
 from eval.store import Store, read_store  # noqa: E402
 from pipeline.atomic import atomic_open, atomic_write_text  # noqa: E402
 
@@ -60,6 +62,11 @@ class Result:
     @property
     def testset(self) -> str:
         return str(self.info.get("testset", ""))
+
+    @property
+    def published(self) -> bool:
+        """A row of numbers printed in the paper (no maps behind it)."""
+        return bool(self.info.get("published"))
 
     @property
     def metrics(self) -> dict:
@@ -128,6 +135,8 @@ def tables(results: list[Result]) -> tuple[str, str]:
         md += [f"## {title}", "", "| Test set | Model | " + " | ".join(headers) + " |",
                "|---|---|" + ":---:|" * len(extra) + "---:|" * len(cols)]
         for r in results:
+            if r.published and not r.metrics["tables"].get(key):
+                continue
             values = [lookup(r.metrics, f"tables.{key}.{k}") for _, k in cols]
             cells = (_switches(r) if extra else []) + [_fmt(v, h) for v, (h, _) in zip(values, cols)]
             md.append(f"| {TESTSET_TITLES.get(r.testset, r.testset)} | {r.model} | " + " | ".join(cells) + " |")
@@ -136,8 +145,8 @@ def tables(results: list[Result]) -> tuple[str, str]:
             for v, (h, _) in zip(values, cols):
                 w.writerow([key, r.testset, r.model, h, "" if v is None else repr(v)])
         md.append("")
-    md += ["Universal threshold tau_U of each row (the Uth columns, pIA, AUCN, FLOC and FAUC use it):", ""]
-    for r in results:
+    md += ["Universal threshold tau_U of each measured row (the Uth columns, pIA, AUCN, FLOC and FAUC use it):", ""]
+    for r in (r for r in results if not r.published):
         tau = lookup(r.metrics, "thresholds.tau_U")
         source = r.info.get("calibration") or "this test set's negatives"
         md.append(f"- {TESTSET_TITLES.get(r.testset, r.testset)} / {r.model}: {_fmt(tau, 'tau_U')} (from {source})")
@@ -199,12 +208,20 @@ def plot_overlays(result: Result, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(paths: list[str | Path], out: str | Path) -> Path:
+def paper_results(testsets) -> list[Result]:
+    """The paper's SSL-TIE and SSL-SaN rows (`eval.paper`) for the given test sets, as report rows."""
+    return [Result(Path("paper"), {"model": row["model"], "testset": t, "train_san": row["train_san"],
+                                   "metrics": {"tables": row["tables"]}, "published": True})
+            for t in dict.fromkeys(testsets) for row in paper_rows(t)]
+
+
+def write_report(paths: list[str | Path], out: str | Path, paper: bool = False) -> Path:
+    """Tables and figures of the results folders `paths` in `out`; `paper` adds the paper's rows for comparison."""
     results = [load_result(p) for p in paths]
     if not results:
         raise EvalError("give at least one results folder")
     out = Path(out)
-    md, table_csv = tables(results)
+    md, table_csv = tables(results + (paper_results(r.testset for r in results) if paper else []))
     atomic_write_text(out / "tables.md", "# SSL-SaN evaluation\n\n" + md)
     atomic_write_text(out / "tables.csv", table_csv)
     plot_maxima(results, out / "maxima.png")
@@ -218,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("results", nargs="+", help="results folders written by eval.run")
     ap.add_argument("--out", required=True, help="report folder")
+    ap.add_argument("--paper", action="store_true", help="add the paper's SSL-TIE and SSL-SaN rows for comparison")
     args = ap.parse_intermixed_args(argv)
-    print(f"wrote {write_report(args.results, args.out)}")
+    print(f"wrote {write_report(args.results, args.out, paper=args.paper)}")
     return 0
 
 

@@ -83,3 +83,17 @@ def test_report_bad_input(tmp_path, capsys):
     (tmp_path / "empty" / "metrics.json").write_text("{}")
     with pytest.raises(EvalError, match="no 'metrics' entry"):
         main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
+
+
+def test_paper_rows_beside_measured_ones(results, tmp_path):
+    out = tmp_path / "with_paper"
+    assert main([str(results[1]), str(results[0]), "--paper", "--out", str(out)]) == 0
+    md = (out / "tables.md").read_text()
+    t2 = md.split("## Table 2")[1].split("## Table 3")[0]
+    rows = [r.split(" | ")[1] for r in t2.splitlines() if r.startswith("| ") and not r.startswith("| Test set")]
+    assert rows == ["SSL-SaN", "SSL-TIE (paper)", "SSL-SaN (paper)", "SSL-SaN", "SSL-TIE (paper)", "SSL-SaN (paper)"]
+    assert "| VGG-SS | SSL-SaN (paper) | 29.61 | 52.74 | 29.97 | 48.66 | 0.01 | 99.99 | 0.00 | 100.00 | 1.72 | 98.17 " \
+           "| 45.63 | 46.05 |" in t2
+    assert "| IS3 | SSL-TIE (paper) | 0.98 | 0.28 | -0.0530 |" in md
+    t3 = md.split("## Table 3")[1].split("## Table 4")[0]
+    assert "| VGG-SS | SSL-TIE (paper) | 16.25 |" in t3 and "| IS3 | SSL-TIE (paper)" not in t3   # not in the paper

@@ -67,10 +67,6 @@ class TestSet:
     def labels(self) -> list[str]:
         return [s.label for s in self.samples]
 
-    @property
-    def classes(self) -> list[str]:
-        return sorted(set(self.labels))
-
     def gt(self, i: int) -> np.ndarray:
         """Binary ground truth of sample i, uint8 [224, 224]."""
         s = self.samples[i]

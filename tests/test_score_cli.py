@@ -104,3 +104,20 @@ def test_incomplete_store_is_refused(tmp_path):
     group.create_array("pos", data=np.zeros((2, 7, 7), np.float32))
     proc = _run([str(tmp_path / "maps.zarr"), "--out", str(tmp_path / "o")])
     assert proc.returncode == 2 and "marked incomplete" in proc.stderr
+
+
+def test_feature_maps_give_pooled_embeddings_and_max_map_scores():
+    from eval.metrics.embeddings import max_map_scores, pooled_visual_embedding
+    from eval.score import inputs_from_arrays
+
+    rng = np.random.default_rng(5)
+    vis, aud = rng.standard_normal((4, 6, 3, 3)), rng.standard_normal((4, 6))
+    arrays = {"pos": np.zeros((4, 3, 3), np.float32), "gt": np.zeros((4, 224, 224), np.uint8),
+              "vis_maps": vis, "emb_audio": aud}
+    kw = inputs_from_arrays(arrays, 224, "x.npz")
+    unit = vis / np.linalg.norm(vis, axis=1, keepdims=True)
+    mean = unit.mean(axis=(2, 3))
+    assert np.allclose(kw["img_emb"], mean / np.linalg.norm(mean, axis=1, keepdims=True))
+    assert np.allclose(pooled_visual_embedding(vis), kw["img_emb"])
+    assert np.array_equal(kw["retrieval_scores"], max_map_scores(vis, aud))
+    assert kw["aud_emb"] is aud

@@ -52,8 +52,10 @@ class EvalConfig:
     seeds: list[int] = field(default_factory=lambda: list(OFFSCREEN_SEEDS))  # one evaluation pass per seed
     audio_seconds: float = 0.0     # 0: the test set's length (10 s VGG-SS / IS3 / IS3+, 5 s S4)
     image_size: int = 224
-    silence_db: bool = False       # negatives through dB? false: the group's SSL-TIE evaluation (REFERENCE.md C)
-    noise_db: bool = False
+    silence_db: bool | None = None  # negatives through dB? null (default): as the checkpoint was trained
+    noise_db: bool | None = None    # (its san.silence_db / san.noise_db); false: the group's SSL-TIE evaluation
+    # convention (REFERENCE.md C). Evaluating a model on negatives shaped unlike the ones it learned from measures the
+    # input shift, not the training; every checkpoint of one recipe family shares the same defaults, so rows compare.
     batch_size: int = 32
     num_workers: int = 2
     device: str = "auto"           # auto (cuda if available) | cpu | cuda
@@ -195,9 +197,11 @@ def run(cfg: EvalConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for stale in ["metrics.json", "tables.md", "tables.csv", "maxima.png", *out.glob("overlays_*.png")]:
         (out / stale).unlink(missing_ok=True)
+    san = train_cfg.san
+    cfg = dataclasses.replace(cfg, silence_db=san.silence_db if cfg.silence_db is None else cfg.silence_db,
+                              noise_db=san.noise_db if cfg.noise_db is None else cfg.noise_db)
     name = cfg.name or _run_name(cfg.ckpt)
     save_config(cfg, out / "config.yaml")
-    san = train_cfg.san
     attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),
              "model": name, "config": to_dict(cfg),
              "train_san": {"S": san.silence_negative, "N": san.noise_negative, "L_S": san.silence_map_loss,

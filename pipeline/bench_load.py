@@ -3,14 +3,16 @@ SSL-TIE's per-file baseline (pipeline.baseline_loader) on the same clips, augmen
 
 Each loader runs `warmup` unmeasured epochs, then `epochs` measured ones; an epoch's rate is its samples over the wall
 time from asking for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker
-start-up included). The report (`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the
-median per loader and the DALI / baseline ratio.
+start-up included), and its CPU cost is the CPU time of the process and its finished worker processes per sample
+(less sensitive than wall time to other jobs on a shared machine). The report (`{out}/load.json`, plus the resolved
+`config.yaml`) gives every epoch's rate, the medians per loader, the load average and the DALI / baseline ratios.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -40,12 +42,19 @@ class BenchLoadConfig:
     seed: int = 0
 
 
-def _epoch_rate(batches) -> tuple[float, int]:
-    start = time.perf_counter()
+def _cpu_seconds() -> float:
+    """CPU time of this process (DALI threads included) and of its finished children (DataLoader workers)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def _epoch_rate(batches) -> tuple[float, float, int]:
+    """(samples per wall second, CPU milliseconds per sample, samples) of one epoch."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
     n = 0
     for b in batches:
         n += len(b.key) if hasattr(b, "key") else len(b[-1])
-    return n / (time.perf_counter() - start), n
+    return n / (time.perf_counter() - start), (_cpu_seconds() - cpu) * 1000 / n, n
 
 
 def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
@@ -65,20 +74,26 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
         else:
             loader = build_loader(LoaderConfig(**{**vars(lc), "backend": name}), cfg.shards, split=cfg.split,
                                   train=cfg.train, seed=cfg.seed)
-        rates, samples = [], 0
+        rates, cpu_ms, samples = [], [], 0
         for e in tqdm(range(cfg.warmup + cfg.epochs), desc=f"bench {name}", disable=not progress):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(e)
-            rate, samples = _epoch_rate(loader)
+            rate, ms, samples = _epoch_rate(loader)
             if e >= cfg.warmup:
                 rates.append(rate)
+                cpu_ms.append(ms)
         results[name] = {"samples_per_epoch": samples, "epoch_rates": [round(r, 2) for r in rates],
-                         "median_samples_per_s": round(statistics.median(rates), 2)}
+                         "median_samples_per_s": round(statistics.median(rates), 2),
+                         "median_cpu_ms_per_sample": round(statistics.median(cpu_ms), 2)}
     report = {"results": results, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                              "torch": torch.__version__, "device": lc.device}}
+                                              "torch": torch.__version__, "device": lc.device,
+                                              "load_average_before": os.getloadavg()}}
     if "dali" in results and "baseline" in results:
         report["dali_over_baseline"] = round(results["dali"]["median_samples_per_s"]
                                              / results["baseline"]["median_samples_per_s"], 2)
+        report["baseline_cpu_over_dali_cpu"] = round(results["baseline"]["median_cpu_ms_per_sample"]
+                                                     / results["dali"]["median_cpu_ms_per_sample"], 2)
+    report["machine"]["load_average_after"] = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     atomic_write_json(out / "load.json", report)
@@ -100,8 +115,8 @@ def bench_load(args: argparse.Namespace) -> dict:
     cfg = load_config(BenchLoadConfig, args.config, flags + list(args.overrides))
     report = run(cfg)
     for name, r in report["results"].items():
-        print(f"load: {name:10s} {r['median_samples_per_s']:10.1f} samples/s (median of {len(r['epoch_rates'])} "
-              f"epochs)", file=sys.stderr)
+        print(f"load: {name:10s} {r['median_samples_per_s']:10.1f} samples/s, {r['median_cpu_ms_per_sample']:7.2f} CPU "
+              f"ms/sample (medians of {len(r['epoch_rates'])} epochs)", file=sys.stderr)
     if "dali_over_baseline" in report:
         print(f"load: DALI / per-file baseline {report['dali_over_baseline']:.2f}x", file=sys.stderr)
     return report

@@ -79,14 +79,20 @@ def stft_power(wave: torch.Tensor) -> torch.Tensor:
     return power.reshape(*lead, *power.shape[-2:])
 
 
+def _mel_matrix(device: torch.device | str) -> torch.Tensor:
+    """[257 mel, 257 freq] filterbank with normalized=True's 1/sum(w^2) folded in (contiguous, cached)."""
+    key = ("melT", str(device))
+    if key not in _CACHE:
+        _CACHE[key] = (mel_filterbank(device).T / window_energy()).contiguous()
+    return _CACHE[key]
+
+
 def power_to_mel(power: torch.Tensor) -> torch.Tensor:
     """Power spectrogram `[..., 257 freq, T]` -> mel power `[..., 257 mel, T]`, with normalized=True's 1/sum(w^2).
 
     The DALI loader computes the STFT power in its pipeline and this step in torch, so both loaders share one
     mel filterbank (DALI's own mel_filter_bank rounds its small weights differently, up to 5e-3 dB)."""
-    fb = mel_filterbank(power.device)
-    mel = torch.matmul(power.transpose(-1, -2), fb).transpose(-1, -2)
-    return mel * (1.0 / window_energy())
+    return torch.matmul(_mel_matrix(power.device), power.float())
 
 
 def mel_power(wave: torch.Tensor) -> torch.Tensor:
@@ -96,7 +102,7 @@ def mel_power(wave: torch.Tensor) -> torch.Tensor:
 
 def to_db(power: torch.Tensor) -> torch.Tensor:
     """10 * log10(max(x, 1e-10)): torchaudio's AmplitudeToDB defaults (power, ref 1, no top_db)."""
-    return 10.0 * torch.log10(torch.clamp(power, min=AMIN))
+    return torch.clamp(power, min=AMIN).log10_().mul_(10.0)
 
 
 def logmel(wave: torch.Tensor) -> torch.Tensor:
@@ -156,15 +162,13 @@ def spec_augment_params(batch: int, frames: int, generator: torch.Generator | No
 
 def apply_masks(power: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Zero the masked time columns and mel rows of `[B, ..., F, T]` mel power (a new tensor)."""
-    frames, mels = power.shape[-1], power.shape[-2]
-    masks = masks.to(power.device)
-    t = torch.arange(frames, device=power.device)
-    f = torch.arange(mels, device=power.device)
-    tmask = (t[None] >= masks[:, :1]) & (t[None] < masks[:, :1] + masks[:, 1:2])
-    fmask = (f[None] >= masks[:, 2:3]) & (f[None] < masks[:, 2:3] + masks[:, 3:4])
-    cut = tmask[:, None, :] | fmask[:, :, None]
-    cut = cut.reshape(power.shape[0], *([1] * (power.dim() - 3)), mels, frames)
-    return power.masked_fill(cut, 0.0)
+    out = power.clone()
+    for i, (ts, tw, fs, fw) in enumerate(masks.tolist()):
+        if tw:
+            out[i, ..., ts:ts + tw] = 0.0
+        if fw:
+            out[i, ..., fs:fs + fw, :] = 0.0
+    return out
 
 
 def spec_augment(power: torch.Tensor, generator: torch.Generator | None = None, **kw) -> torch.Tensor:

@@ -42,7 +42,8 @@ class LoaderConfig:
     negatives_db: bool = False                    # dB on silence/noise (default: linear mel, REFERENCE.md C)
     workers: int = 0                              # DALI threads / DataLoader workers; 0 = all cores
     shuffle_buffer: int = 512                     # training shuffle buffer (samples), per rank
-    min_clip_seconds: float = 1.0                 # DALI tiles clips at least this long exactly (see loader_dali)
+    min_clip_seconds: float = 3.0                 # DALI tiles clips this long or longer exactly (the sharder's
+                                                  # default min_duration; see loader_dali)
 
 
 @dataclass

@@ -33,8 +33,12 @@ def cat(batches, name):
 
 @pytest.mark.parametrize("size,seconds", [(224, 10.0), (112, 5.0)])
 def test_dali_cpu_and_reference_give_the_same_tensors(shard_dir, size, seconds):
-    cfg = LoaderConfig(batch_size=4, image_size=size, clip_seconds=seconds, window_seconds=seconds, workers=2)
-    dali = epoch(build_loader(cfg, shard_dir, split="train", train=False, seed=3))
+    # min_clip_seconds = the fixture sharder's min_duration: DALI then tiles every clip exactly as SSL-TIE does
+    cfg = LoaderConfig(batch_size=4, image_size=size, clip_seconds=seconds, window_seconds=seconds, workers=2,
+                       min_clip_seconds=1.5)
+    dali_loader = build_loader(cfg, shard_dir, split="train", train=False, seed=3)
+    dali = epoch(dali_loader)
+    assert dali_loader.stats.short_clips == 0
     cfg.backend = "reference"
     ref = epoch(build_loader(cfg, shard_dir, split="train", train=False, seed=3))
     keys = [k for b in ref for k in b.key]
@@ -57,6 +61,14 @@ def test_dali_cpu_and_reference_give_the_same_tensors(shard_dir, size, seconds):
     diff = (mel_d - mel_r).abs()
     assert float(diff[near].max()) <= 1e-3
     assert float(diff.max()) <= 0.5
+
+
+def test_dali_counts_clips_too_short_to_tile(shard_dir):
+    # the fixture's clips are 2 s; with the default min_clip_seconds (3 s) DALI concatenates 4 copies, 8 s < 10 s
+    cfg = LoaderConfig(batch_size=4, image_size=32, clip_seconds=10.0, window_seconds=10.0, workers=1)
+    loader = build_loader(cfg, shard_dir, split="train", train=False)
+    n = sum(len(b.key) for b in loader)
+    assert loader.stats.short_clips == n > 0
 
 
 @pytest.mark.parametrize("backend", ["dali", "reference"])
@@ -206,3 +218,39 @@ def test_bad_shards_truncated_and_missing_audio(shard_dir, tmp_path):
         ShardSet.open(truncated, "train")
     with pytest.raises(ShardError, match="no train-"):
         ShardSet.open(tmp_path, "train")
+
+
+def test_per_file_baseline_matches_the_reference_loader(shard_dir, tmp_path):
+    from pipeline.baseline_loader import build_baseline, extract_clips
+    cfg = LoaderConfig(backend="reference", batch_size=4, image_size=64, clip_seconds=2.0, window_seconds=2.0,
+                       workers=1)
+    ref = {k: (img, mel) for b in build_loader(cfg, shard_dir, split="train", train=False)
+           for k, img, mel in zip(b.key, b.image, b.logmel)}
+    items = extract_clips(ShardSet.open(shard_dir, "train"), tmp_path / "clips", progress=False)
+    assert sorted(k for k, _ in items) == sorted(ref)
+    base = build_baseline(tmp_path / "clips", items, batch_size=4, image_size=64, train=False, window_seconds=2.0,
+                          clip_seconds=2.0, audio_window="center", workers=1)
+    keys = [k for k, _ in items]
+    images, mels = torch.cat([b[0] for b in base]), torch.cat([b[1] for b in base])
+    for i, key in enumerate(keys):
+        assert float((grey_levels(images[i:i + 1]) - grey_levels(ref[key][0][None])).abs().max()) <= 2.0
+        assert float((mels[i] - ref[key][1]).abs().max()) <= 1e-3
+
+
+def test_bench_load_cli(shard_dir, tmp_path, capsys):
+    from pipeline.bench import main
+    out = tmp_path / "bench"
+    rc = main(["load", "--shards", str(shard_dir), "--out", str(out), "--epochs", "2", "warmup=0",
+               "loader.batch_size=2", "loader.image_size=32", "loader.clip_seconds=1", "loader.window_seconds=1",
+               "loader.workers=1"])
+    assert rc == 0
+    report = json.loads((out / "load.json").read_text())
+    assert set(report["results"]) == {"dali", "reference", "baseline"}
+    for r in report["results"].values():
+        assert len(r["epoch_rates"]) == 2 and r["median_samples_per_s"] > 0 and r["samples_per_epoch"] > 0
+    assert report["dali_over_baseline"] > 0 and report["baseline_cpu_over_dali_cpu"] > 0
+    assert (out / "config.yaml").is_file()
+    capsys.readouterr()
+    assert main(["load", "--shards", str(tmp_path / "none"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "none" in err[0]

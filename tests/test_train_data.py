@@ -34,7 +34,7 @@ def _records(run_dir):
 
 @pytest.mark.parametrize("backend", ["dali", "reference"])
 def test_short_run_on_shards_with_pointing(shard_dir, synth_corpus, tmp_path, backend):
-    r = _run(["--resume", "none", "name=smoke", "max_steps=2", f"data.loader.backend={backend}",
+    r = _run(["--resume", "none", "name=smoke", "max_steps=2", f"data.loader.backend={backend}", "val_at_start=true",
               *_small(shard_dir, synth_corpus, tmp_path)])
     assert r.returncode == 0, r.stderr[-3000:]
     recs = _records(tmp_path / "smoke")
@@ -44,7 +44,8 @@ def test_short_run_on_shards_with_pointing(shard_dir, synth_corpus, tmp_path, ba
     for key in ("train/loss_cl", "train/loss_cl_t", "train/loss_eq", "train/loss_s", "train/loss_n", "lr",
                 "samples_per_s"):
         assert key in train[-1]
-    assert val and 0.0 <= val[-1]["val/pointing"] <= 1.0 and val[-1]["val/pointing_samples"] > 0
+    assert [x["step"] for x in val] == [0, 2]  # the untrained model, then the end of the run
+    assert 0.0 <= val[-1]["val/pointing"] <= 1.0 and val[-1]["val/pointing_samples"] > 0
     assert (tmp_path / "smoke/config.yaml").is_file() and list((tmp_path / "smoke/tb").iterdir())
     model, cfg = load_model(tmp_path / "smoke")
     assert cfg.data.loader.backend == backend and cfg.model.width == 8

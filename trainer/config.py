@@ -134,6 +134,7 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between log lines
     val_every: int = 500  # optimizer steps between validations (and at the end of every epoch); 0 = per epoch only
     val_batches: int = 0  # limit validation to this many batches (0 = the whole val split)
+    val_at_start: bool = False  # validate the untrained model first (logged at step 0): the baseline of the curves
     ckpt_every: int = 1000  # optimizer steps between checkpoints (and at the end of every epoch)
     keep_checkpoints: int = 3  # newest step directories kept, besides the best one
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -255,6 +255,8 @@ class Trainer:
             self.acc.print(f"step {self.step} already reached max_steps={cfg.max_steps}; nothing to do")
             bar.close()
             return 0
+        if cfg.val_at_start and self.step == 0:
+            self._log_validation(tb, log, self.validate())
         try:
             while self.epoch < cfg.epochs:
                 self.train_loader.set_epoch(self.epoch)
@@ -315,12 +317,7 @@ class Trainer:
         if not metrics:
             return False
         best = self._after_validation(metrics)
-        record = {"step": self.step, "epoch": self.epoch, **metrics, "best": self.best}
-        if log is not None:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            for k, v in metrics.items():
-                tb.add_scalar(k, v, self.step)
+        self._log_validation(tb, log, metrics)
         if best:
             self.best_at = self.step
         if best and save_best:
@@ -328,6 +325,14 @@ class Trainer:
             if self.acc.is_main_process:
                 ckpt.mark_best(self.run_dir, self.step)
         return best
+
+    def _log_validation(self, tb, log, metrics: dict[str, float]) -> None:
+        if log is None or not metrics:
+            return
+        log.write(json.dumps({"step": self.step, "epoch": self.epoch, **metrics, "best": self.best}) + "\n")
+        log.flush()
+        for k, v in metrics.items():
+            tb.add_scalar(k, v, self.step)
 
     def _log(self, interval: dict, tb, log, bar) -> None:
         self._check_finite()

@@ -129,11 +129,10 @@ def bench_shard(args: argparse.Namespace) -> dict:
             raise BenchError(f"{corpus}: no training clip with short side {args.short_side}")
         (scratch / "list.txt").write_text("".join(c["id"] + "\n" for c in clips))
         sizes = sorted({f"{c['width']}x{c['height']}" for c in clips})
-        runs: dict[int, list[float]] = {}
+        runs: dict[int, list[float]] = {w: [] for w in worker_counts}
         load_before = os.getloadavg()
-        for workers in worker_counts:
-            runs[workers] = []
-            for r in range(args.repeats):
+        for r in range(args.repeats):  # worker counts interleaved, so that other jobs' load hits them alike
+            for workers in worker_counts:
                 out = scratch / f"shards-w{workers}-r{r}"
                 cfg = ShardConfig(src=str(corpus), out=str(out), list=str(scratch / "list.txt"), val_fraction=0.0,
                                   workers=workers, audio_format=args.audio_format, min_duration=args.min_duration)

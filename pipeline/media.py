@@ -20,10 +20,10 @@ from PIL import Image
 
 SAMPLE_RATE = 16000
 REASONS = ("unreadable", "corrupt", "no_audio", "too_short", "no_video", "missing")
-# First bytes of the containers we read: a file that starts like one but does not parse is corrupt, anything else
-# that does not parse is unreadable (garbage, empty, another format).
 SKIP_MARGIN = 0.5  # seconds before a wanted frame from which every frame is decoded
-_SIGNATURES = ((4, b"ftyp"), (0, b"RIFF"), (0, b"\x1a\x45\xdf\xa3"), (0, b"\xff\xd8\xff"))
+# First bytes of the formats we read (mp4/mov, WAV, Matroska/WebM, JPEG, PNG): a file that starts like one but does
+# not parse is corrupt; anything else that does not parse is unreadable (garbage, empty, another format).
+_SIGNATURES = ((4, b"ftyp"), (0, b"RIFF"), (0, b"\x1a\x45\xdf\xa3"), (0, b"\xff\xd8\xff"), (0, b"\x89PNG"))
 
 
 class MediaError(Exception):
@@ -52,9 +52,8 @@ class Clip:
 
 
 def _open_failure(path: Path, exc: Exception) -> MediaError:
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)) or (
-        isinstance(exc, OSError) and not isinstance(exc, av.error.FFmpegError)
-    ):
+    """The reason a file failed to open or parse: unreadable, or corrupt when it starts like a format we read."""
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
         return MediaError("unreadable", f"{type(exc).__name__}: {exc}")
     try:
         with open(path, "rb") as fh:
@@ -219,10 +218,8 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
         try:
             with Image.open(p) as im:
                 return im.convert("RGB")
-        except FileNotFoundError as exc:
-            raise MediaError("unreadable", f"{p}: {exc}") from None
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise _open_failure(p, exc) if not p.exists() else MediaError("corrupt", f"{p.name}: {exc}") from None
+            raise _open_failure(p, exc) from None
 
     centre = load(ordered[(n - 1) // 2])
     spaced = [load(ordered[min(n - 1, int((k + 0.5) * n / frames))]) for k in range(frames)] if frames > 1 else []

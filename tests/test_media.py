@@ -109,3 +109,21 @@ def test_resize_short_side():
     assert media.resize_short_side(Image.new("RGB", (640, 360)), 256).size == (455, 256)
     assert media.resize_short_side(Image.new("RGB", (360, 640)), 256).size == (256, 455)
     assert media.resize_short_side(Image.new("RGB", (320, 240)), 256).size == (341, 256)
+
+
+def test_extracted_layout_failure_reasons(tmp_path: Path):
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "ok.jpg")
+    good = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "garbage.jpg").write_bytes(b"not an image" * 10)
+    sf.write(tmp_path / "a.wav", np.zeros(2 * media.SAMPLE_RATE), media.SAMPLE_RATE)
+    sf.write(tmp_path / "short.wav", np.zeros(media.SAMPLE_RATE // 2), media.SAMPLE_RATE)
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF" + b"\x00" * 40)
+    cases = {("truncated.jpg", "a.wav"): "corrupt", ("garbage.jpg", "a.wav"): "unreadable",
+             ("ok.jpg", "short.wav"): "too_short", ("ok.jpg", "garbage.wav"): "corrupt"}
+    for (image, audio), reason in cases.items():
+        with pytest.raises(media.MediaError) as err:
+            media.decode_extracted([tmp_path / image], tmp_path / audio, min_duration=1.0)
+        assert err.value.reason == reason, (image, audio, err.value.detail)
+    clip = media.decode_extracted([tmp_path / "ok.jpg"], tmp_path / "a.wav", min_duration=1.0)
+    assert clip.audio.size == 2 * media.SAMPLE_RATE and (clip.fps, clip.channels) == (None, 1)

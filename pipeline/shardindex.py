@@ -29,7 +29,6 @@ class ShardError(ValueError):
 @dataclass(frozen=True)
 class IndexedSample:
     key: str
-    tar: int            # position of its tar in ShardSet.tars
     usable: bool        # has its image, audio and json members
 
 
@@ -45,7 +44,7 @@ class EpochPlan:
     drop_last: bool
 
 
-def _parse_index(idx: Path, tar: Path, tar_pos: int) -> list[IndexedSample]:
+def _parse_index(idx: Path, tar: Path) -> list[IndexedSample]:
     try:
         lines = idx.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -78,7 +77,7 @@ def _parse_index(idx: Path, tar: Path, tar_pos: int) -> list[IndexedSample]:
         if end > size:
             raise ShardError(f"{tar}: truncated ({size} bytes, its index needs {end}); re-run the sharder")
         usable = IMAGE_EXT in exts and META_EXT in exts and any(e in exts for e in AUDIO_EXTS)
-        out.append(IndexedSample(key=key or "", tar=tar_pos, usable=usable))
+        out.append(IndexedSample(key=key or "", usable=usable))
     return out
 
 
@@ -104,7 +103,7 @@ class ShardSet:
             raise ShardError(f"{where}: no {split}-*.tar shards")
         samples: list[IndexedSample] = []
         offsets, indexes = [], []
-        for pos, tar in enumerate(tars):
+        for tar in tars:
             idx = tar.with_suffix(".idx")
             if not tar.is_file():
                 raise ShardError(f"{tar}: no such shard")
@@ -112,7 +111,7 @@ class ShardSet:
                 raise ShardError(f"{idx}: missing DALI index (make it with wds2idx {tar} {idx})")
             offsets.append(len(samples))
             indexes.append(idx)
-            samples.extend(_parse_index(idx, tar, pos))
+            samples.extend(_parse_index(idx, tar))
         if not any(s.usable for s in samples):
             raise ShardError(f"{where}: no {split} sample has its image, audio and json members")
         return cls(tars=tars, indexes=indexes, samples=samples, tar_offsets=offsets)

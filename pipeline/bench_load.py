@@ -69,6 +69,7 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
     lc = cfg.loader
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
+    load_before = os.getloadavg()
     results: dict[str, dict] = {}
     for name in cfg.loaders:
         if name == "baseline":
@@ -93,7 +94,7 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
     report = {"results": results, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                               "torch": torch.__version__, "device": lc.device,
                                               "torch_threads": torch.get_num_threads(),
-                                              "load_average_before": os.getloadavg()}}
+                                              "load_average_before": load_before}}
     if "dali" in results and "baseline" in results:
         report["dali_over_baseline"] = round(results["dali"]["median_samples_per_s"]
                                              / results["baseline"]["median_samples_per_s"], 2)

@@ -254,3 +254,47 @@ def test_bench_load_cli(shard_dir, tmp_path, capsys):
     assert main(["load", "--shards", str(tmp_path / "none"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "none" in err[0]
+
+
+def _gradient_shards(out: Path, n: int = 8) -> Path:
+    """A tar of `n` clips whose frame is a grey ramp, dark on the left: any crop keeps left darker than right, colour
+    jitter, grayscale and blur keep that order, so only a horizontal flip reverses it."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+    import webdataset as wds
+    from PIL import Image
+    out.mkdir(parents=True)
+    ramp = np.repeat(np.linspace(20, 235, 96)[None, :, None], 64, axis=0).repeat(3, axis=2).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    with wds.TarWriter(str(out / "train-000000.tar")) as w:
+        for i in range(n):
+            jpg, flac = io.BytesIO(), io.BytesIO()
+            Image.fromarray(ramp).save(jpg, format="JPEG", quality=95)
+            sf.write(flac, (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000, format="FLAC")
+            key = f"ramp{i:07d}_000000"
+            meta = {"id": key, "class_index": i % 2}
+            w.write({"__key__": key, "jpg": jpg.getvalue(), "flac": flac.getvalue(),
+                     "json": json.dumps(meta).encode(), "cls": str(i % 2).encode()})
+    subprocess.run([WDS2IDX, str(out / "train-000000.tar"), str(out / "train-000000.idx")], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["dali", "reference"])
+def test_horizontal_flip_probability(tmp_path, backend):
+    shards = _gradient_shards(tmp_path / "ramp")
+    cfg = LoaderConfig(backend=backend, batch_size=8, image_size=24, clip_seconds=1.0, window_seconds=1.0,
+                       min_clip_seconds=1.0, workers=1, shuffle_buffer=8)
+    ld = build_loader(cfg, shards, split="train", train=True, seed=4)
+    flipped = n = 0
+    for e in range(16):
+        ld.set_epoch(e)
+        for b in ld:
+            levels = grey_levels(b.image).mean(dim=(1, 2))          # [B, W]
+            flipped += int((levels[:, :12].mean(1) > levels[:, 12:].mean(1)).sum())
+            n += len(b.key)
+    assert n == 128 and 0.35 < flipped / n < 0.65                    # p 0.5: 3.4 standard deviations either side
+    plain = grey_levels(next(iter(build_loader(cfg, shards, split="train", train=False))).image).mean(dim=(1, 2))
+    assert torch.all(plain[:, :12].mean(1) < plain[:, 12:].mean(1))  # the detector: never flipped without augment

@@ -6,8 +6,9 @@ time from asking for the first batch to receiving the last (DALI's per-epoch pip
 start-up included), and its CPU cost is the CPU time of the process and its finished worker processes per sample
 (less sensitive than wall time to other jobs on a shared machine). The process runs torch on `torch_threads` (1)
 threads, as DataLoader workers do: on a small machine the intra-op pool's waiting threads otherwise take CPU from
-DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the DALI loader). The report (`{out}/load.json`, plus the resolved
-`config.yaml`) gives every epoch's rate, the medians per loader, the load average and the DALI / baseline ratios.
+DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the DALI loader). The report
+(`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the medians per loader, the load
+average and the DALI / baseline ratios.
 """
 from __future__ import annotations
 

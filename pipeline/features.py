@@ -128,7 +128,8 @@ def take_window(wave: torch.Tensor, window_samples: int, mode: str,
 
 
 def tile(wave: torch.Tensor, length: int) -> torch.Tensor:
-    """SSL-TIE's tiling: a clip shorter than `length` is repeated floor(length / len) + 1 times; then cut to `length`."""
+    """SSL-TIE's tiling: a clip shorter than `length` is repeated floor(length / len) + 1 times, then cut to
+    `length`."""
     n = wave.shape[-1]
     if n == 0:
         raise ValueError("cannot tile an empty waveform")

@@ -90,6 +90,13 @@ def test_ranks_epochs_equal_steps_and_disjoint_data(shard_dir, backend):
         seen[e] = per_rank
     assert set(seen[0][0]) != set(seen[1][0])      # rank 0 reads the other range in epoch 1
 
+    def order(epoch_, seed):
+        ld = build_loader(cfg, shard_dir, split="train", train=True, seed=seed)
+        ld.set_epoch(epoch_)
+        return [k for b in ld for k in b.key]
+    assert order(0, 11) == order(0, 11)             # a seed fixes the shuffle...
+    assert order(0, 11) != order(1, 11)             # ...and each epoch draws a new one
+
 
 @pytest.mark.parametrize("backend", ["dali", "reference"])
 def test_resume_mid_epoch_reproduces_the_rest(shard_dir, backend):

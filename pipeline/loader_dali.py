@@ -127,7 +127,7 @@ class DaliLoader(LoaderBase):
         self.tile_copies = max(1, math.ceil(self.input_samples / max(shortest, 1)))
         self._iterator: DALIGenericIterator | None = None
 
-    def _pipeline(self, plan: EpochPlan, checkpoint: str | None):
+    def _pipeline(self, plan: EpochPlan, checkpoint: bytes | None):
         pipe = _graph(
             batch_size=plan.batch_size, num_threads=default_workers(self.cfg),
             device_id=torch.cuda.current_device() if self.gpu else None,
@@ -161,7 +161,6 @@ class DaliLoader(LoaderBase):
                                                  last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
         except RuntimeError as exc:
             raise ShardError(f"{self.shards.tars[0].parent}: DALI cannot open the shards: {_reason(exc)}") from None
-        full = self.window_samples * self.tile_copies
         for _ in range(start, plan.num_batches):
             try:
                 out = next(self._iterator)[0]
@@ -173,7 +172,7 @@ class DaliLoader(LoaderBase):
             metas = [json.loads(bytes(j.cpu().numpy()).rstrip(b"\0")) for j in out["json"]]
             lengths = out["length"].reshape(-1).tolist()
             self.stats.short_clips += sum(min(n, self.window_samples) * self.tile_copies < self.input_samples
-                                          for n in lengths if n < full)
+                                          for n in lengths)
             image = out["image"].to(self.device, copy=True)
             mel = features.power_to_mel(out["spec"].to(self.device).unsqueeze(1))
             label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)

@@ -93,8 +93,9 @@ def _check_inputs(maps_pos, gt, maps_neg, cfg):
             i, seed = np.argwhere(bad)[0]
             raise EvalError(f"{kind}: map of sample {int(i)} (seed {int(seed)}) holds NaN or inf "
                             f"({int(bad.sum())} such maps)")
-        negs[kind] = a
-    return pos, g, negs
+        negs[kind] = a.astype(np.float32, copy=False)
+    # maps are evaluated in float32, as the public code receives them from torch
+    return pos.astype(np.float32, copy=False), g, negs
 
 
 def _chunks(total: int, size: int, desc: str, progress: bool):

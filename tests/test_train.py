@@ -120,12 +120,17 @@ def test_bench_reports_both_loops(tmp_path):
 
 def test_bf16_channels_last_clip_single_view(tmp_path):
     r = _train(tmp_path, "name=bf16", "max_steps=2", "precision=bf16", "channels_last=true", "model.width=8",
-               "optim.grad_clip=1.0", "gather_features=false", "equivariance.enabled=false")
+               "optim.grad_clip=1.0", "gather_features=false", "equivariance.enabled=false",
+               "san.silence_negative=false", "san.noise_negative=false", "san.silence_map_loss=false",
+               "san.noise_map_loss=false")
     assert r.returncode == 0, r.stderr[-3000:]
     state = json.loads((tmp_path / "bf16/checkpoints/step_00000002/state.json").read_text())
     assert state["step"] == 2 and state["scaler"] is None  # a grad scaler exists only for fp16 on a GPU
     rec = _losses(tmp_path / "bf16")[2]
     assert "train/loss_eq" not in rec and "train/loss_cl_t" not in rec and rec["lr"] == 1e-4
+    assert "train/loss_s" not in rec and "train/max_noise" not in rec  # SSL-TIE: no silence/noise in training
+    val = [json.loads(x) for x in (tmp_path / "bf16/log.jsonl").read_text().splitlines() if '"val/loss"' in x][-1]
+    assert "val/max_silence" in val and "val/max_noise" in val and "val/loss_s" not in val  # but measured in val
 
 
 @pytest.mark.slow

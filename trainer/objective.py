@@ -8,7 +8,8 @@ are synchronised). Per step:
    (torch.distributed.nn), so every image is contrasted with the global batch.
 3. view 1: L_cl on the original image; view 2 (equivariance on): L_cl_t on the transformed image, same audio, and
    L_eq = MSE(map of the transformed image, transformed map).
-4. SaN: the silence / noise maps of each image give extra negative logits (S, N) and L_S, L_N (squared maps).
+4. SaN: the silence / noise maps of each image give extra negative logits (S, N) and L_S, L_N (squared maps);
+   silence / noise inputs given while their switches are off only have their map maxima reported (validation).
 Total = 0.5 (L_cl + L_cl_t) + w_eq L_eq + lambda_sn (L_S + L_N)   (SaN terms averaged over the views when
 `san.transformed_view`; without equivariance: L_cl + lambda_sn (L_S + L_N)).
 The loss block runs with autocast off, in float32.
@@ -26,18 +27,19 @@ from trainer.losses import contrastive_logits, contrastive_loss, negative_map, n
 from trainer.model import AVENet
 
 
-def negative_inputs(cfg: TrainConfig, logmel: torch.Tensor, generator: torch.Generator | None
-                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Silence ([1 or B, 1, 257, T]) and noise ([B, 1, 257, T]) log-mels matching `logmel`'s length, per the SaN
-    switches; the noise waveform has (T - 1) * hop samples, the shortest length giving T frames."""
+def negative_inputs(cfg: TrainConfig, logmel: torch.Tensor, generator: torch.Generator | None,
+                    always: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Silence ([1 or B, 1, 257, T]) and noise ([B, 1, 257, T]) log-mels matching `logmel`'s length, when the SaN
+    switches use them (or `always`: validation measures their maps for any recipe); the noise waveform has
+    (T - 1) * hop samples, the shortest length giving T frames."""
     san = cfg.san
     b, t = logmel.shape[0], logmel.shape[-1]
     samples = (t - 1) * features.HOP
     silence = noise = None
-    if san.uses_silence:
+    if san.uses_silence or always:
         rows = b if san.silence_per_sample else 1
         silence = features.silence_logmel(rows, samples, db=san.silence_db, device=logmel.device)
-    if san.uses_noise:
+    if san.uses_noise or always:
         noise = features.noise_logmel(b, samples, generator, db=san.noise_db, device=logmel.device)
     return silence, noise
 

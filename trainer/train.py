@@ -186,7 +186,7 @@ class Trainer:
                 break
             image = batch.image.to(self.device)
             logmel = batch.logmel.to(self.device)
-            silence, noise = negative_inputs(self.cfg, logmel, gen)
+            silence, noise = negative_inputs(self.cfg, logmel, gen, always=True)
             with self.acc.autocast():
                 terms = objective(image, logmel, silence, noise, None, gather=False, return_map=True)
             amap = terms.pop("map")

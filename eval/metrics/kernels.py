@@ -218,7 +218,7 @@ class SweepResult:
     2 SSL-TIE classic (above/inter only)."""
 
     above: np.ndarray        # int32 [M, T]
-    inter: np.ndarray        # int32 [M, T] (zeros without GT)
+    inter: np.ndarray        # int32 [M, T] ([M, 0] without GT)
     gt_pixels: np.ndarray    # int64 [M]
     rank_thr: np.ndarray     # float64 [M, 2]: median and adaptive thresholds
     rank_above: np.ndarray   # int64 [M, 3]
@@ -226,7 +226,6 @@ class SweepResult:
     extra_above: np.ndarray  # int64 [M, E]: pixels above per-map extra thresholds
     max_native: np.ndarray   # float64 [M]: maximum of the native-resolution map
     bad: np.ndarray          # bool [M]: the map holds NaN or inf
-    pixels: int              # S * S
 
 
 def sweep(maps: np.ndarray, grid: ThresholdGrid, gt: np.ndarray | None = None, *, size: int = 224,
@@ -256,12 +255,11 @@ def sweep(maps: np.ndarray, grid: ThresholdGrid, gt: np.ndarray | None = None, *
         extra_above=np.zeros((m, ex.shape[1]), dtype=np.int64),
         max_native=np.zeros(m, dtype=np.float64),
         bad=np.zeros(m, dtype=np.bool_),
-        pixels=size * size,
     )
     y0, y1, wy = axis_coeffs(h, size)
     x0, x1, wx = axis_coeffs(w, size)
-    _sweep(maps, gt_arr, has_gt, has_gt, ssltie and has_gt, ex, grid.values, grid.lo, grid.inv_width, grid.base, grid.cand1, grid.cand2, grid.crowded,
-           grid.cells, y0, y1, wy, x0, x1, wx, size,
+    _sweep(maps, gt_arr, has_gt, has_gt, ssltie and has_gt, ex, grid.values, grid.lo, grid.inv_width, grid.base,
+           grid.cand1, grid.cand2, grid.crowded, grid.cells, y0, y1, wy, x0, x1, wx, size,
            out.above, inter, out.gt_pixels, out.rank_thr, out.rank_above, out.rank_inter, out.extra_above,
            out.max_native, out.bad)
     return out

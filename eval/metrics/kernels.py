@@ -95,9 +95,8 @@ def _rank_counts(flat, bid, gflat, hist, ghist, above, inter, rank):
 def _ssltie_pred(x, neg_min, rng_):
     """SSL-TIE's 1 - minmax(-x) in float32 (no scaling when the map is constant)."""
     nv = -x
-    if rng_ != 0:
-        nv = np.float32(np.float32(nv - neg_min) / rng_)
-    return np.float32(np.float32(1.0) - nv)
+    scaled = np.float32(np.float32(nv - neg_min) / rng_) if rng_ != 0 else nv
+    return np.float32(np.float32(1.0) - scaled)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -121,44 +120,65 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
         if not ok:
             bad[i] = True
             continue
-        # x pass of the upsampling into tmp; the y pass is fused with the bucketing below
+        # x pass of the upsampling into tmp; the y pass runs row by row with the bucketing below
         tmp = np.empty((src.shape[0], size), dtype=np.float32)
         for r in range(src.shape[0]):
             for c in range(size):
                 tmp[r, c] = lerp32(src[r, x0[c]], src[r, x1[c]], wx[c])
         flat = np.empty(hw, dtype=np.float64)
         bid = np.empty(hw, dtype=np.int32)
+        cell_row = np.empty(size, dtype=np.int64)
         hist = np.zeros(n_thr + 1, dtype=np.int64)
         ghist = np.zeros(n_thr + 1, dtype=np.int64)
         if has_gt:
             gflat = gt[i].reshape(hw)
         else:
-            gflat = gt[0].reshape(gt.shape[1] * gt.shape[2])
+            gflat = gt[0].reshape(gt.shape[1] * gt.shape[2])   # all zeros, S x S
         g = 0
         n_crowded = 0
         up_min = np.float32(np.inf)
         up_max = np.float32(-np.inf)
+        top_cell = cells - 1.0
         for r in range(size):
             a_row = y0[r]
             b_row = y1[r]
             w_row = wy[r]
+            off = r * size
+            # row pass 1 (vectorisable): y pass of the upsampling, range, lookup cell
             for c in range(size):
                 v32 = lerp32(tmp[a_row, c], tmp[b_row, c], w_row)
-                if v32 < up_min:
-                    up_min = v32
-                if v32 > up_max:
-                    up_max = v32
-                p = r * size + c
+                up_min = min(up_min, v32)
+                up_max = max(up_max, v32)
                 v = np.float64(v32)
-                flat[p] = v
-                cell = _cell(v, lo, inv_width, cells)
+                flat[off + c] = v
+                f = (v - lo) * inv_width
+                f = f if f > 0.0 else 0.0
+                f = f if f < top_cell else top_cell
+                cell_row[c] = np.int64(f)
+            # row pass 2: bucket of each pixel; neighbouring pixels often share a bucket, so the histograms are
+            # updated once per run of equal buckets instead of once per pixel
+            prev = -1
+            run = 0
+            grun = 0
+            for c in range(size):
+                v = flat[off + c]
+                cell = cell_row[c]
                 j = base[cell] + np.int64(cand1[cell] < v) + np.int64(cand2[cell] < v)
                 n_crowded += crowded[cell]
-                bid[p] = j
-                hist[j] += 1
-                if has_gt and gflat[p] != 0:
-                    ghist[j] += 1
-                    g += 1
+                bid[off + c] = j
+                if j != prev:
+                    if prev >= 0:
+                        hist[prev] += run
+                        ghist[prev] += grun
+                    prev = j
+                    run = 0
+                    grun = 0
+                run += 1
+                grun += np.int64(gflat[off + c] != 0)
+            hist[prev] += run
+            ghist[prev] += grun
+        for k in range(n_thr + 1):
+            g += ghist[k]
         if n_crowded > 0:
             # pixels in a cell with more than two thresholds: recount them exactly
             for p in range(hw):
@@ -202,12 +222,11 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
             med = _ssltie_pred(np.float32(rank_thr[i, 0]), neg_min, rng_)
             a = 0
             n_in = 0
-            for p in range(hw):
+            for p in range(hw):     # branch-free, so the compiler can vectorise the division
                 pv = _ssltie_pred(np.float32(flat[p]), neg_min, rng_)
-                if pv > med or pv >= np.float32(1.0):
-                    a += 1
-                    if gflat[p] != 0:
-                        n_in += 1
+                hit = np.int64((pv > med) | (pv >= np.float32(1.0)))
+                a += hit
+                n_in += hit * np.int64(gflat[p] != 0)
             rank_above[i, 2] = a
             rank_inter[i, 2] = n_in
 

@@ -62,22 +62,26 @@ def _cell(v, lo, inv_width, cells):
 
 
 @nb.njit(cache=True)
-def _rank_counts(flat, bid, gflat, hist, ghist, above, inter, rank):
+def _rank_counts(flat, thr, gflat, hist, above, inter, rank):
     """The rank-th smallest value t (0-based) of flat and the counts #(x > t), #(x > t and G).
 
-    Only the bucket holding that rank is gathered and sorted; the other buckets are counted by the histogram."""
-    n_thr = above.shape[0]
+    Only the bucket holding that rank (thr[b-1] < x <= thr[b]) is gathered and sorted; the other buckets are counted
+    by the histogram."""
+    n_thr = thr.shape[0]
     acc = 0
     b = 0
     while acc + hist[b] <= rank:
         acc += hist[b]
         b += 1
+    low = thr[b - 1] if b > 0 else -np.inf
+    high = thr[b] if b < n_thr else np.inf
     vals = np.empty(hist[b], dtype=np.float64)
     flags = np.empty(hist[b], dtype=np.uint8)
     m = 0
     for p in range(flat.shape[0]):
-        if bid[p] == b:
-            vals[m] = flat[p]
+        v = flat[p]
+        if low < v and v <= high:
+            vals[m] = v
             flags[m] = gflat[p]
             m += 1
     t = np.sort(vals)[rank - acc]
@@ -126,7 +130,6 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
             for c in range(size):
                 tmp[r, c] = lerp32(src[r, x0[c]], src[r, x1[c]], wx[c])
         flat = np.empty(hw, dtype=np.float64)
-        bid = np.empty(hw, dtype=np.int32)
         cell_row = np.empty(size, dtype=np.int64)
         hist = np.zeros(n_thr + 1, dtype=np.int64)
         ghist = np.zeros(n_thr + 1, dtype=np.int64)
@@ -165,7 +168,6 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
                 cell = cell_row[c]
                 j = base[cell] + np.int64(cand1[cell] < v) + np.int64(cand2[cell] < v)
                 n_crowded += crowded[cell]
-                bid[off + c] = j
                 if j != prev:
                     if prev >= 0:
                         hist[prev] += run
@@ -182,15 +184,17 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
         if n_crowded > 0:
             # pixels in a cell with more than two thresholds: recount them exactly
             for p in range(hw):
-                if crowded[_cell(flat[p], lo, inv_width, cells)]:
-                    j = np.searchsorted(thr, flat[p], side="left")
-                    if j != bid[p]:
-                        hist[bid[p]] -= 1
+                v = flat[p]
+                cell = _cell(v, lo, inv_width, cells)
+                if crowded[cell]:
+                    fast = base[cell] + np.int64(cand1[cell] < v) + np.int64(cand2[cell] < v)
+                    j = np.searchsorted(thr, v, side="left")
+                    if j != fast:
+                        hist[fast] -= 1
                         hist[j] += 1
-                        if has_gt and gflat[p] != 0:
-                            ghist[bid[p]] -= 1
+                        if gflat[p] != 0:
+                            ghist[fast] -= 1
                             ghist[j] += 1
-                        bid[p] = j
         gcount[i] = g
         run = 0
         grun = 0
@@ -210,9 +214,9 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
         if not ranks:
             continue
         g_adap = g if g > 0 else hw // 2
-        t, a, n_in = _rank_counts(flat, bid, gflat, hist, ghist, above[i], inter[i], hw // 2)
+        t, a, n_in = _rank_counts(flat, thr, gflat, hist, above[i], inter[i], hw // 2)
         rank_thr[i, 0], rank_above[i, 0], rank_inter[i, 0] = t, a, n_in
-        t, a, n_in = _rank_counts(flat, bid, gflat, hist, ghist, above[i], inter[i], hw - g_adap)
+        t, a, n_in = _rank_counts(flat, thr, gflat, hist, above[i], inter[i], hw - g_adap)
         rank_thr[i, 1], rank_above[i, 1], rank_inter[i, 1] = t, a, n_in
         if ssltie:
             # SSL-TIE: pred = 1 - minmax(-x); binary = pred > sorted(pred)[HW // 2] or pred >= 1. pred is a

@@ -9,7 +9,8 @@ Per optimizer step: grad_accum micro-batches (DDP gradient sync only on the last
 (SSL-TIE's two views + equivariance + silence/noise), Adam, optional grad clipping. ReduceLROnPlateau steps on a
 validation metric of the held-out `val` split. Output in runs/<name>/: config.yaml, log.jsonl (every loss term, lr,
 samples/s, data-wait), tb/ (TensorBoard), checkpoints/ (trainer.checkpoint). SIGTERM / SIGUSR1 (Slurm's warning
-before preemption or the time limit) -> checkpoint at the next step boundary and exit 0; `--resume auto` (default)
+before preemption or the time limit), or a file runs/<name>/STOP -> checkpoint at the next step boundary and exit 0;
+`--resume auto` (default)
 continues from the latest checkpoint, exactly (RNG states and the loader position are restored). A non-finite loss
 stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
 """
@@ -227,7 +228,10 @@ class Trainer:
         self.stop_signal = signum
 
     def _stop_requested(self) -> bool:
-        flag = torch.tensor(float(self.stop_signal), device=self.device)
+        """A signal reached this process, or a STOP file sits in the run folder (slurm/train.sbatch writes it on
+        Slurm's time-limit warning, so no launcher process is ever signalled); any rank's request stops all."""
+        stop = self.stop_signal or (self.run_dir / "STOP").exists()
+        flag = torch.tensor(float(stop), device=self.device)
         if self.world > 1:
             flag = self.acc.reduce(flag, reduction="sum")
         return bool(flag.item() > 0)

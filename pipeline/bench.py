@@ -4,7 +4,8 @@ Subcommands (each registers itself in SUBCOMMANDS: a function adding its options
 - `shard`: sharding throughput (clips/s, median of repeats) for 1, 2, ... workers on a synthetic corpus made by
   `pipeline.synth` (10 s clips, only those whose short side is 360 px by default), plus a per-stage profile
   (CPU time of audio decode, resampling, centre frame, JPEG, audio encoding; each with its validation), which
-  stays meaningful when other jobs load the machine.
+  stays meaningful when other jobs load the machine, and a control: the speed-up that the same number of pure-Python
+  busy loops gets on the machine before and after (if that is ~1, the machine had no core to spare for scaling).
 - `load`: samples/s of the DALI loader, the reference loader and SSL-TIE's per-file baseline on the same clips and
   augmentations (pipeline/bench_load.py).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -26,7 +28,6 @@ import av
 
 from pipeline import media
 from pipeline.atomic import atomic_write_json
-from pipeline.bench_load import bench_load, load_options
 from pipeline.configio import ConfigError
 from pipeline.shard import ShardConfig, run as run_sharder
 from pipeline.shardindex import ShardError
@@ -62,7 +63,38 @@ def _shard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--audio-format", choices=["flac", "wav"], default="flac")
+    p.add_argument("--control-seconds", type=float, default=1.0, dest="control_seconds",
+                   help="length of the busy-loop control before and after (0: no control)")
     p.add_argument("--json", help="also write the results to this JSON file")
+
+
+def _spin(start: float, end: float, results) -> None:
+    """Put the busy-loop iterations done inside the time.monotonic() window (one clock for all processes)."""
+    while time.monotonic() < start:
+        time.sleep(0.001)
+    n = 0
+    while time.monotonic() < end:
+        for _ in range(10000):
+            n += 1
+    results.put(n)
+
+
+def machine_scaling(processes: int = 2, seconds: float = 1.0, setup: float = 2.0) -> float:
+    """Control for a shared machine: the speed-up `processes` pure-Python busy loops get over one, right now
+    (about `processes` on an idle machine with that many cores; about 1 when other jobs already fill the cores).
+    All loops count within one time window that opens `setup` seconds after their pool starts, so a late worker
+    start lowers the result rather than inflating it."""
+    ctx = multiprocessing.get_context("forkserver")
+    counts = []
+    for n in (1, processes):
+        start, results = time.monotonic() + setup, ctx.SimpleQueue()
+        procs = [ctx.Process(target=_spin, args=(start, start + seconds, results)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        counts.append(sum(results.get() for _ in procs))
+        for p in procs:
+            p.join()
+    return counts[1] / counts[0]
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -131,6 +163,9 @@ def bench_shard(args: argparse.Namespace) -> dict:
         sizes = sorted({f"{c['width']}x{c['height']}" for c in clips})
         runs: dict[int, list[float]] = {w: [] for w in worker_counts}
         load_before = os.getloadavg()
+        control = (lambda: machine_scaling(max(worker_counts), args.control_seconds)) if args.control_seconds > 0 \
+            else (lambda: None)
+        control_before = control()
         for r in range(args.repeats):  # worker counts interleaved, so that other jobs' load hits them alike
             for workers in worker_counts:
                 out = scratch / f"shards-w{workers}-r{r}"
@@ -145,6 +180,7 @@ def bench_shard(args: argparse.Namespace) -> dict:
                 shutil.rmtree(out)
                 print(f"workers {workers} repeat {r}: {len(clips) / elapsed:.1f} clips/s", file=sys.stderr)
         load_after = os.getloadavg()
+        control_after = control()
         stages = [profile_clip(corpus / "video" / f"{c['id']}.mp4", 256, args.audio_format) for c in clips]
         profile = {k: round(statistics.median(s[k] for s in stages), 2) for k in stages[0]}
     finally:
@@ -156,6 +192,8 @@ def bench_shard(args: argparse.Namespace) -> dict:
         "sizes": sizes, "audio_format": args.audio_format, "repeats": args.repeats,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
+        f"control_busy_loop_speedup_{max(worker_counts)}_vs_1": [
+            None if c is None else round(c, 2) for c in (control_before, control_after)],
         "clips_per_s": {str(w): round(statistics.median(v), 2) for w, v in runs.items()},
         "clips_per_s_per_worker": {str(w): round(statistics.median(v) / w, 2) for w, v in runs.items()},
         "scaling_vs_first": {str(w): round(statistics.median(v) / base, 2) for w, v in runs.items()},
@@ -166,14 +204,30 @@ def bench_shard(args: argparse.Namespace) -> dict:
     }
     print("shard: " + ", ".join(f"{w} worker(s) {result['clips_per_s'][str(w)]} clips/s" for w in worker_counts)
           + f" on {len(clips)} clips; load average {result['load_average_before'][0]} -> "
-          f"{result['load_average_after'][0]}", file=sys.stderr)
+          f"{result['load_average_after'][0]}; busy-loop control speed-up "
+          f"{result[f'control_busy_loop_speedup_{max(worker_counts)}_vs_1']}", file=sys.stderr)
     return result
+
+
+# ------------------------------------------------------------------------------------------------------- load
+# Imported when used, not with this module: the sharder's worker processes (forkserver) re-import the main module,
+# and torch (which the loader benchmark needs) would add seconds to every worker's start.
+def _load_options(p: argparse.ArgumentParser) -> None:
+    from pipeline.bench_load import load_options
+
+    load_options(p)
+
+
+def _bench_load(args: argparse.Namespace) -> dict:
+    from pipeline.bench_load import bench_load
+
+    return bench_load(args)
 
 
 # --------------------------------------------------------------------------------------------------------- CLI
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict]]] = {
     "shard": (_shard_options, bench_shard),
-    "load": (load_options, bench_load),
+    "load": (_load_options, _bench_load),
 }
 
 

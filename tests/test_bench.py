@@ -1,4 +1,5 @@
-"""pipeline.bench shard: runs end to end on the session corpus and reports throughput and a stage profile."""
+"""pipeline.bench shard: runs end to end on the session corpus and reports throughput, a stage profile and the
+machine-load control."""
 from __future__ import annotations
 
 import json
@@ -10,14 +11,21 @@ from pipeline import bench
 def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path: Path):
     out = tmp_path / "bench.json"
     assert bench.main(["shard", "--corpus", str(synth_corpus), "--short-side", "0", "--repeats", "1",
-                       "--workers", "1,2", "--min-duration", "1.5", "--json", str(out)]) == 0
+                       "--workers", "1,2", "--min-duration", "1.5", "--control-seconds", "0",
+                       "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["clips"] > 0 and set(result["clips_per_s"]) == {"1", "2"}
     assert all(v > 0 for v in result["clips_per_s"].values())
     assert result["scaling_vs_first"]["1"] == 1.0
+    assert result["control_busy_loop_speedup_2_vs_1"] == [None, None]
     assert result["cpu_bound_clips_per_s_per_worker"] > 0
     assert set(result["profile_cpu_ms_median_per_clip"]) == {"audio_decode", "resample", "centre_frame",
-                                                         "jpeg_resize_encode_check", "flac_encode_check"}
+                                                             "jpeg_resize_encode_check", "flac_encode_check"}
+
+
+def test_machine_scaling_control_is_a_sane_ratio():
+    # two busy loops in one window vs one: about 2 on an idle 2-core machine, about 1 on a full one, never above 2
+    assert 0.3 < bench.machine_scaling(2, seconds=0.3, setup=1.0) < 2.5
 
 
 def test_bench_rejects_bad_options(capsys):

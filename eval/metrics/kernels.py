@@ -208,8 +208,7 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
             t = extra[i, e]
             cnt = 0
             for p in range(hw):
-                if flat[p] > t:
-                    cnt += 1
+                cnt += np.int64(flat[p] > t)
             extra_above[i, e] = cnt
         if not ranks:
             continue

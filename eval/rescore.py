@@ -17,6 +17,7 @@ from pathlib import Path
 from eval.errors import EvalError, run_cli
 from eval.metrics import NEGATIVE_KINDS, compute_all
 from eval.report import write_report
+from eval.score import jsonable
 from eval.store import read_store
 from pipeline.atomic import atomic_write_json
 from pipeline.configio import load_config, save_config
@@ -59,7 +60,7 @@ def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Pat
     save_config(cfg, out / "config.yaml")
     if out.resolve() != results.resolve():
         info["store"] = str((results / "maps.zarr").resolve())   # the figures read the maps from there
-    atomic_write_json(out / "metrics.json", info)
+    atomic_write_json(out / "metrics.json", jsonable(info))  # standard JSON: NaN -> null
     write_report([out], out)
     return out / "metrics.json"
 

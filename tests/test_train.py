@@ -135,6 +135,7 @@ def test_bf16_channels_last_clip_single_view(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_encoders_train(tmp_path):
-    r = _train(tmp_path, "name=compiled", "max_steps=2", "compile=true", timeout=900)
+    # width 8: at width 4 the compiled CPU kernels crashed (as channels_last does there); ~7 min on 2 loaded cores
+    r = _train(tmp_path, "name=compiled", "max_steps=2", "compile=true", "model.width=8", timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(_losses(tmp_path / "compiled")) == 2

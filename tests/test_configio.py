@@ -67,3 +67,11 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path):
             fh.write("half")
             raise RuntimeError("killed")
     assert target.read_text().strip().startswith("{") and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_atomic_files_get_umask_mode(tmp_path: Path):
+    import os
+    atomic_write_json(tmp_path / "m.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask

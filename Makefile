@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PYTHON) -m pipeline.demo --out demo
+	PYTHON=$(PYTHON) bash scripts/demo.sh demo
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc

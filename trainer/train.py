@@ -10,9 +10,8 @@ Per optimizer step: grad_accum micro-batches (DDP gradient sync only on the last
 validation metric of the held-out `val` split. Output in runs/<name>/: config.yaml, log.jsonl (every loss term, lr,
 samples/s, data-wait), tb/ (TensorBoard), checkpoints/ (trainer.checkpoint). SIGTERM / SIGUSR1 (Slurm's warning
 before preemption or the time limit), or a file runs/<name>/STOP -> checkpoint at the next step boundary and exit 0;
-`--resume auto` (default)
-continues from the latest checkpoint, exactly (RNG states and the loader position are restored). A non-finite loss
-stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
+`--resume auto` (default) continues from the latest checkpoint, exactly (RNG states and the loader position are
+restored). A non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_cluster import SlurmCluster, ensure_slurm
+from tests.slurm_cluster import SlurmCluster, _free_port, ensure_slurm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,10 +95,3 @@ def test_train_job_checkpoints_on_warning_requeues_and_resumes(cluster: SlurmClu
     assert 3 <= stopped_at < max_steps, out
     assert steps == list(range(1, max_steps + 1)), steps
     assert not (run / "STOP").exists()
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

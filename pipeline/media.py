@@ -120,7 +120,7 @@ def _decode_audio(container: av.container.InputContainer, min_duration: float) -
     return audio, rate, channels
 
 
-def frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> Image.Image:
+def frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> av.VideoFrame:
     """The frame on screen at time t: the last frame starting at or before t (the first frame if none does).
 
     Decoding starts at the keyframe before t. Frames that no other frame references and that start more than
@@ -142,7 +142,7 @@ def frame_at(container: av.container.InputContainer, stream: av.video.stream.Vid
         if chosen is None:
             raise MediaError("no_video", f"no video frame decoded near {t:.3f} s")
         if not skipping or chosen.pts is None or chosen.pts >= t_pts - margin_pts:
-            return chosen.to_image()
+            return chosen
     raise AssertionError("unreachable")
 
 
@@ -159,8 +159,21 @@ def _decode_from_here(container: av.container.InputContainer, stream: av.video.s
         yield from ctx.decode(packet)  # the final empty packet flushes the decoder
 
 
-def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0) -> Clip:
-    """Decode an mp4 (or any container FFmpeg reads): centre frame, K evenly spaced frames, the whole audio."""
+def frame_image(frame: av.VideoFrame, short_side: int | None = None) -> Image.Image:
+    """A decoded video frame as an RGB image; with `short_side`, scaled (bicubic, antialiased) so that its shorter
+    side is `short_side`, in the same swscale pass that converts YUV to RGB (what `ffmpeg -vf scale` does, and a
+    third of the cost of converting at full size and resizing afterwards)."""
+    if short_side is None:
+        return frame.to_image()
+    w, h = short_side_size(frame.width, frame.height, short_side)
+    return frame.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_image()
+
+
+def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0,
+                 short_side: int | None = None) -> Clip:
+    """Decode an mp4 (or any container FFmpeg reads): centre frame, K evenly spaced frames, the whole audio.
+
+    Frames are full size, or scaled to `short_side` while being converted (see `frame_image`)."""
     path = Path(path)
     try:
         container = av.open(str(path))
@@ -177,8 +190,8 @@ def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0
             if duration <= 0:
                 duration = audio.size / SAMPLE_RATE
             start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
-            centre = frame_at(container, vstream, start + duration / 2)
-            spaced = [frame_at(container, vstream, start + duration * (k + 0.5) / frames)
+            centre = frame_image(frame_at(container, vstream, start + duration / 2), short_side)
+            spaced = [frame_image(frame_at(container, vstream, start + duration * (k + 0.5) / frames), short_side)
                       for k in range(frames)] if frames > 1 else []
             fps = float(vstream.average_rate) if vstream.average_rate else None
             return Clip(centre=centre, spaced=spaced, audio=audio, fps=fps, width=int(vstream.width),
@@ -238,16 +251,18 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
                 sample_rate=rate, channels=channels, duration=round(audio.size / SAMPLE_RATE, 6))
 
 
+def short_side_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """(width, height) with the shorter side `size` and the aspect ratio kept."""
+    if w <= h:
+        return size, max(1, round(h * size / w))
+    return max(1, round(w * size / h)), size
+
+
 def resize_short_side(img: Image.Image, size: int) -> Image.Image:
     """Resize (antialiased bicubic) so that the shorter side is `size`, keeping the aspect ratio."""
-    w, h = img.size
-    if min(w, h) == size:
+    if min(img.size) == size:
         return img
-    if w <= h:
-        new = (size, max(1, round(h * size / w)))
-    else:
-        new = (max(1, round(w * size / h)), size)
-    return img.resize(new, Image.Resampling.BICUBIC)
+    return img.resize(short_side_size(*img.size, size), Image.Resampling.BICUBIC)
 
 
 def encode_jpeg(img: Image.Image, quality: int) -> bytes:

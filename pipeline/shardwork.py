@@ -45,7 +45,8 @@ def _decode(cid: str, layout: listing.Layout, opts: ClipOptions) -> media.Clip:
     if layout.kind == "video":
         if not os.path.exists(inputs["video"]):
             raise media.MediaError("missing", "file does not exist")
-        return media.decode_video(inputs["video"], frames=opts.frames, min_duration=opts.min_duration)
+        return media.decode_video(inputs["video"], frames=opts.frames, min_duration=opts.min_duration,
+                                  short_side=opts.frame_size)
     frames_dir, frame = Path(inputs["frames"]), Path(inputs["frame"])
     if frames_dir.is_dir():
         frame_paths = list(frames_dir.glob("*.jpg"))

@@ -47,6 +47,16 @@ def test_centre_and_spaced_frames_are_the_frames_on_screen(clip_path: Path):
     assert abs(clip.audio.size / media.SAMPLE_RATE - clip.duration) < 0.1
 
 
+def test_scaled_frames_match_a_resize_of_the_full_frame(clip_path: Path):
+    full = media.decode_video(clip_path, frames=2, min_duration=0.5)
+    small = media.decode_video(clip_path, frames=2, min_duration=0.5, short_side=64)
+    for big, little in zip([full.centre, *full.spaced], [small.centre, *small.spaced]):
+        assert little.size == media.short_side_size(*big.size, 64) and little.mode == "RGB"
+        resized = np.asarray(media.resize_short_side(big, 64), dtype=np.float64)
+        assert np.abs(np.asarray(little, dtype=np.float64) - resized).mean() < 3.0  # both antialiased bicubic
+    assert np.array_equal(small.audio, full.audio) and (small.width, small.height) == (full.width, full.height)
+
+
 def test_resampling_is_anti_aliased(tmp_path: Path):
     """A 12 kHz tone in 48 kHz audio must vanish at 16 kHz, not fold back to 4 kHz; a 1 kHz tone stays."""
     rate = 48000

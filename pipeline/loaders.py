@@ -122,15 +122,16 @@ class LoaderBase:
 
     def _raw_batches(self, plan: EpochPlan, start: int, resume: dict | None
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]]:
-        """(image [B,3,S,S] normalized, mel power [B,1,257,T], label [B], keys) for batches start.. of the plan."""
+        """(image [B,3,S,S] normalized, mel power [B,1,257,T], label [B], keys) for batches start.. of the plan;
+        the tensors are the batch's own (`_finish` changes the mel in place)."""
         raise NotImplementedError
 
     def _finish(self, image: torch.Tensor, mel: torch.Tensor, label: torch.Tensor, keys: list[str], step: int,
                 previous: tuple[torch.Tensor, torch.Tensor] | None) -> Batch:
         g = features.negative_generator(self.seed, self.epoch, self.rank, step)
-        if self.augment and self.cfg.spec_augment:
-            mel = features.spec_augment(mel, g)
-        logmel = features.to_db(mel)
+        if self.augment and self.cfg.spec_augment:   # `mel` is this batch's own tensor: changed in place
+            mel = features.spec_augment(mel, g, inplace=True)
+        logmel = features.to_db(mel, inplace=True)
         batch = Batch(image=image, logmel=logmel, label=label, key=keys)
         if self.cfg.offscreen:
             pool_mel, pool_label = logmel, label

@@ -36,6 +36,16 @@ def test_logmel_matches_torchaudio_golden():
     assert (F.logmel(noise) - torchaudio_ssltie(noise)).abs().max() < 1e-3
 
 
+def test_banded_mel_equals_the_dense_filterbank_product():
+    power = torch.rand(3, 1, 257, 50, generator=torch.Generator().manual_seed(1)) * 10.0
+    dense = torch.matmul(F.mel_filterbank().T / F.window_energy(), power)
+    banded = F.power_to_mel(power)
+    assert banded.shape == dense.shape
+    assert torch.allclose(banded, dense, rtol=1e-6, atol=1e-9)
+    covered = sum((hi - lo) * (f1 - f0) for lo, hi, f0, f1, _ in F._mel_blocks("cpu"))
+    assert covered < 0.1 * 257 * 257 and int((F.mel_filterbank() != 0).sum()) == 508
+
+
 def test_frames_and_empty_mel_rows():
     assert F.num_frames(160000) == 670 and F.num_frames(80000) == 335
     fb = F.mel_filterbank()

@@ -62,7 +62,7 @@ def _shard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--short-side", type=int, default=360, help="only clips whose short side is this (0: all)")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--audio-format", choices=["flac", "wav"], default="flac")
+    p.add_argument("--audio-format", choices=["flac", "wav"], default=ShardConfig.audio_format)
     p.add_argument("--control-seconds", type=float, default=1.0, dest="control_seconds",
                    help="length of the busy-loop control before and after (0: no control)")
     p.add_argument("--json", help="also write the results to this JSON file")

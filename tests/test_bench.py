@@ -20,7 +20,7 @@ def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path
     assert result["control_busy_loop_speedup_2_vs_1"] == [None, None]
     assert result["cpu_bound_clips_per_s_per_worker"] > 0
     assert set(result["profile_cpu_ms_median_per_clip"]) == {"audio_decode", "resample", "centre_frame_scaled",
-                                                             "jpeg_encode_check", "flac_encode_check"}
+                                                             "jpeg_encode_check", "wav_encode_check"}
 
 
 def test_machine_scaling_control_is_a_sane_ratio():

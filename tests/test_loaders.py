@@ -206,7 +206,7 @@ def _run_bad(path: Path) -> list[str]:
 def test_bad_shards_truncated_and_missing_audio(shard_dir, tmp_path):
     shards = _copy_shards(shard_dir, tmp_path / "a")
     tar = sorted(shards.glob("train-*.tar"))[0]
-    gone = _drop_member(tar, ".flac")
+    gone = _drop_member(tar, ".wav")
     lines = _run_bad(shards)
     assert len(lines) == 2
     for ln in lines:

@@ -51,14 +51,14 @@ def test_tar_lists_members_and_manifest_adds_up(shard_dir: Path):
     assert c["written"] + c["failed"] + c["missing"] == c["listed"] and c["written"] > 0
     assert sum(s["count"] for s in m["shards"]) == c["written"]
     assert m["splits"]["val"]["count"] > 0 and m["splits"]["train"]["count"] > 0
-    assert (m["sample_rate"], m["audio_format"], m["frame_size"]) == (16000, "flac", 256)
+    assert (m["sample_rate"], m["audio_format"], m["frame_size"]) == (16000, "wav", 256)
     for s in m["shards"]:
         tar = shard_dir / f"{s['name']}.tar"
         assert tar.stat().st_size == s["bytes"]
         names = subprocess.run(["tar", "-tf", str(tar)], check=True, capture_output=True, text=True).stdout.split()
         keys = {n.split(".", 1)[0] for n in names}
         assert len(keys) == s["count"]
-        assert sorted(names) == sorted(f"{k}.{e}" for k in keys for e in ("jpg", "flac", "json", "cls"))
+        assert sorted(names) == sorted(f"{k}.{e}" for k in keys for e in ("jpg", "wav", "json", "cls"))
         first = (shard_dir / f"{s['name']}.idx").read_text().split("\n")[0]
         assert first == f"v1.2 {s['count']}"
 
@@ -75,7 +75,7 @@ def test_webdataset_reads_every_sample(shard_dir: Path):
         assert meta["label"] == m["classes"][meta["class_index"]] and sample["cls"] == str(meta["class_index"]).encode()
         with Image.open(io.BytesIO(sample["jpg"])) as im:
             assert min(im.size) == 256 and im.mode == "RGB"
-        audio, rate = sf.read(io.BytesIO(sample["flac"]), dtype="int16")
+        audio, rate = sf.read(io.BytesIO(sample["wav"]), dtype="int16")
         assert rate == 16000 and audio.ndim == 1 and audio.shape[0] == meta["num_samples"]
         seen.add(meta["id"])
     assert len(seen) == m["counts"]["written"]
@@ -89,10 +89,10 @@ def test_dali_reads_every_sample_with_the_indexes(shard_dir: Path):
 
     @pipeline_def(batch_size=4, num_threads=1, device_id=None)
     def pipe():
-        jpg, flac, meta = fn.readers.webdataset(paths=tars, index_paths=[t[:-4] + ".idx" for t in tars],
-                                                ext=["jpg", "flac", "json"], missing_component_behavior="error",
+        jpg, wav, meta = fn.readers.webdataset(paths=tars, index_paths=[t[:-4] + ".idx" for t in tars],
+                                               ext=["jpg", "wav", "json"], missing_component_behavior="error",
                                                 pad_last_batch=True, name="r")
-        audio, rate = fn.decoders.audio(flac, dtype=types.INT16)
+        audio, rate = fn.decoders.audio(wav, dtype=types.INT16)
         return fn.decoders.image(jpg, device="cpu"), audio, rate, meta
 
     p = pipe()
@@ -211,13 +211,15 @@ def test_extracted_layout(synth_corpus: Path, tmp_path: Path):
     out = tmp_path / "out"
     assert shard.main(["--src", str(src), "--csv", str(synth_corpus / "vggsound.csv"), "--split", "test",
                        "--out", str(out), "--frame-size", "32", "--min-duration", "1.5", "--workers", "1",
-                       "--no-progress"]) == 0
+                       "--audio-format", "flac", "--no-progress"]) == 0
     m = json.loads((out / "manifest.json").read_text())
     assert m["counts"] == {"listed": len(test_ids), "written": len(test_ids), "failed": 0, "missing": 0}
     assert list(m["splits"]) == ["test"]
     with tarfile.open(out / "test-000000.tar") as tf:
         jpg = tf.extractfile(f"{test_ids[0]}.jpg").read()
         meta = json.loads(tf.extractfile(f"{test_ids[0]}.json").read())
+        audio, rate = sf.read(io.BytesIO(tf.extractfile(f"{test_ids[0]}.flac").read()), dtype="int16")
+    assert rate == 16000 and audio.shape == (meta["num_samples"],) and m["audio_format"] == "flac"
     with Image.open(io.BytesIO(jpg)) as im:
         assert im.size == (48, 32)
         r, g, b = im.convert("RGB").getpixel((24, 16))

@@ -1,6 +1,6 @@
 """The DALI loader: `fn.readers.webdataset` over the shard list with its index files, one graph for the CPU
-(`device_id=None`) and the GPU (`device='mixed'` JPEG decoding, GPU image ops and spectrogram) chosen by
-`LoaderConfig.device`.
+(`device_id=None`) and the GPU (`device='mixed'` JPEG decoding, GPU image ops, the waveform handed over on the GPU)
+chosen by `LoaderConfig.device`.
 
 Graph per sample (train with augment / evaluation):
 - image: decoders.image_random_crop (area 0.3-1, aspect 3/4-4/3) + resize S x S (linear, antialias), then with p 0.8
@@ -11,8 +11,9 @@ Graph per sample (train with augment / evaluation):
 - audio: decoders.audio (CPU-only in DALI) -> the window (centred, or uniform start when training with
   audio_window=random) -> tiled by concatenating K copies and cutting to the input length (K = ceil(input /
   min(window, min_clip_seconds)): exact SSL-TIE tiling for clips at least min_clip_seconds long; shorter clips are
-  zero-padded and counted in `stats.short_clips`) -> STFT power (explicit periodic Hann, centred reflect-padded frames).
-  The mel, SpecAugment and dB are applied in torch by pipeline.loaders (one filterbank for both loaders).
+  zero-padded and counted in `stats.short_clips`). The log-mel is computed from that waveform in torch, on the
+  loader's device, by pipeline.features (the one definition both loaders use; on 2 CPU cores torch's STFT also costs
+  less than DALI's CPU spectrogram operator), then SpecAugment and dB by pipeline.loaders.
 
 Epochs: a fresh pipeline per epoch, reading range (rank + epoch) % W of the global sample list (shard_id is the
 global rank's range, num_shards = world size, pad_last_batch + reader_name), shuffled (training) with a buffer
@@ -36,7 +37,7 @@ from pipeline.loaders import LoaderBase, default_workers
 from pipeline.shardindex import EpochPlan, ShardError
 
 READER = "Reader"
-OUTPUTS = ["image", "spec", "json", "length"]
+OUTPUTS = ["image", "wave", "json", "length"]
 
 
 def _reason(exc: Exception) -> str:
@@ -117,10 +118,7 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
     tiled = fn.slice(tiled, 0, input_samples, axes=[0], out_of_bounds_policy="pad")
     if gpu:
         tiled = tiled.gpu()
-    spec = fn.spectrogram(tiled, nfft=features.N_FFT, window_length=features.N_FFT, window_step=features.HOP,
-                          window_fn=features.periodic_hann().tolist(), center_windows=True, reflect_padding=True,
-                          power=2, layout="ft")
-    return img, spec, fn.pad(js, fill_value=0), length
+    return img, tiled, fn.pad(js, fill_value=0), length
 
 
 class DaliLoader(LoaderBase):
@@ -180,6 +178,6 @@ class DaliLoader(LoaderBase):
             self.stats.short_clips += sum(min(n, self.window_samples) * self.tile_copies < self.input_samples
                                           for n in lengths)
             image = out["image"].to(self.device, copy=True)
-            mel = features.power_to_mel(out["spec"].to(self.device).unsqueeze(1))
+            mel = features.mel_power(out["wave"].to(self.device)).unsqueeze(1)
             label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)
             yield image, mel, label, [str(m["id"]) for m in metas]

@@ -1,11 +1,13 @@
 """Benchmarks of the data pipeline: `python -m pipeline.bench <subcommand> [options]`.
 
 Subcommands (each registers itself in SUBCOMMANDS: a function adding its options and one running it):
-- `shard`: sharding throughput (clips/s, median of repeats) for 1, 2, ... workers on a synthetic corpus made by
-  `pipeline.synth` (10 s clips, only those whose short side is 360 px by default), plus a per-stage profile
-  (CPU time of audio decode, resampling, centre frame, JPEG, audio encoding; each with its validation), which
-  stays meaningful when other jobs load the machine, and a control: the speed-up that the same number of pure-Python
-  busy loops gets on the machine before and after (if that is ~1, the machine had no core to spare for scaling).
+- `shard`: sharding throughput (clips/s, median of repeats) for 1, 2, ... workers and one or more audio formats on a
+  synthetic corpus made by `pipeline.synth` (10 s clips, only those whose short side is 360 px by default); every
+  repeat runs each (format, workers) pair once, interleaved, so that a drifting machine hits them alike. Plus a
+  per-stage profile (CPU time of audio decode, resampling, centre frame, JPEG, each audio encoding; each with its
+  validation), which stays meaningful when other jobs load the machine, and a control: the speed-up that the same
+  number of pure-Python busy loops gets on the machine before and after (if that is ~1, the machine had no core to
+  spare for scaling).
 - `load`: samples/s of the DALI loader, the reference loader and SSL-TIE's per-file baseline on the same clips and
   augmentations (pipeline/bench_load.py).
 """
@@ -62,7 +64,8 @@ def _shard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--short-side", type=int, default=360, help="only clips whose short side is this (0: all)")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--audio-format", choices=["flac", "wav"], default=ShardConfig.audio_format)
+    p.add_argument("--audio-format", default=ShardConfig.audio_format, dest="audio_format",
+                   help="comma-separated audio formats of the sharder (wav, flac), measured interleaved")
     p.add_argument("--control-seconds", type=float, default=1.0, dest="control_seconds",
                    help="length of the busy-loop control before and after (0: no control)")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -107,7 +110,7 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return statistics.median(times) * 1000, result
 
 
-def profile_clip(path: Path, frame_size: int, audio_format: str, repeats: int = 3) -> dict[str, float]:
+def profile_clip(path: Path, frame_size: int, audio_formats: list[str], repeats: int = 3) -> dict[str, float]:
     """Median CPU milliseconds of each stage of sharding one clip (the stages pipeline.media.decode_video chains)."""
     def audio_frames():
         with av.open(str(path)) as c:
@@ -130,11 +133,10 @@ def profile_clip(path: Path, frame_size: int, audio_format: str, repeats: int = 
         small = media.resize_short_side(image, frame_size)
         media.check_jpeg(media.encode_jpeg(small, 90), small.size)
 
-    def audio_out():
-        media.check_audio(media.encode_audio(audio, audio_format), audio.size)
-
     out["jpeg_encode_check"], _ = _median_ms(jpeg, repeats)
-    out[f"{audio_format}_encode_check"], _ = _median_ms(audio_out, repeats)
+    for fmt in audio_formats:
+        out[f"{fmt}_encode_check"], _ = _median_ms(
+            lambda: media.check_audio(media.encode_audio(audio, fmt), audio.size), repeats)
     return out
 
 
@@ -145,6 +147,9 @@ def bench_shard(args: argparse.Namespace) -> dict:
         raise BenchError(f"--workers {args.workers!r}: expected comma-separated integers") from None
     if not worker_counts or min(worker_counts) < 1 or args.repeats < 1 or args.clips < 1:
         raise BenchError("--workers, --repeats and --clips must be positive")
+    formats = [f for f in args.audio_format.split(",") if f]
+    if not formats or set(formats) - {"wav", "flac"}:
+        raise BenchError(f"--audio-format {args.audio_format!r}: expected wav and/or flac, comma-separated")
     scratch = Path(tempfile.mkdtemp(prefix="bench-shard-"))
     try:
         corpus = Path(args.corpus) if args.corpus else scratch / "corpus"
@@ -162,48 +167,56 @@ def bench_shard(args: argparse.Namespace) -> dict:
             raise BenchError(f"{corpus}: no training clip with short side {args.short_side}")
         (scratch / "list.txt").write_text("".join(c["id"] + "\n" for c in clips))
         sizes = sorted({f"{c['width']}x{c['height']}" for c in clips})
-        runs: dict[int, list[float]] = {w: [] for w in worker_counts}
+        runs: dict[str, dict[int, list[float]]] = {f: {w: [] for w in worker_counts} for f in formats}
         load_before = os.getloadavg()
         control = (lambda: machine_scaling(max(worker_counts), args.control_seconds)) if args.control_seconds > 0 \
             else (lambda: None)
         control_before = control()
-        for r in range(args.repeats):  # worker counts interleaved, so that other jobs' load hits them alike
-            for workers in worker_counts:
-                out = scratch / f"shards-w{workers}-r{r}"
-                cfg = ShardConfig(src=str(corpus), out=str(out), list=str(scratch / "list.txt"), val_fraction=0.0,
-                                  workers=workers, audio_format=args.audio_format, min_duration=args.min_duration)
-                t = time.perf_counter()
-                summary = run_sharder(cfg, progress=False)
-                elapsed = time.perf_counter() - t
-                if summary.written != len(clips):
-                    raise BenchError(f"{out}: wrote {summary.written} of {len(clips)} clips; see failures.jsonl")
-                runs[workers].append(len(clips) / elapsed)
-                shutil.rmtree(out)
-                print(f"workers {workers} repeat {r}: {len(clips) / elapsed:.1f} clips/s", file=sys.stderr)
+        for r in range(args.repeats):  # formats and worker counts interleaved: other jobs' load hits them alike
+            for fmt in formats:
+                for workers in worker_counts:
+                    out = scratch / f"shards-{fmt}-w{workers}-r{r}"
+                    cfg = ShardConfig(src=str(corpus), out=str(out), list=str(scratch / "list.txt"),
+                                      val_fraction=0.0, workers=workers, audio_format=fmt,
+                                      min_duration=args.min_duration)
+                    t = time.perf_counter()
+                    summary = run_sharder(cfg, progress=False)
+                    elapsed = time.perf_counter() - t
+                    if summary.written != len(clips):
+                        raise BenchError(f"{out}: wrote {summary.written} of {len(clips)} clips; see failures.jsonl")
+                    runs[fmt][workers].append(len(clips) / elapsed)
+                    shutil.rmtree(out)
+                    print(f"{fmt} workers {workers} repeat {r}: {len(clips) / elapsed:.1f} clips/s", file=sys.stderr)
         load_after = os.getloadavg()
         control_after = control()
-        stages = [profile_clip(corpus / "video" / f"{c['id']}.mp4", 256, args.audio_format) for c in clips]
+        stages = [profile_clip(corpus / "video" / f"{c['id']}.mp4", 256, formats) for c in clips]
         profile = {k: round(statistics.median(s[k] for s in stages), 2) for k in stages[0]}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    base = statistics.median(runs[worker_counts[0]])
+    median = {f: {w: statistics.median(v) for w, v in by_w.items()} for f, by_w in runs.items()}
+    shared = [k for k in profile if not k.endswith("_encode_check")]
     result = {
         "benchmark": "shard", "machine": machine(), "corpus": str(corpus), "clips": len(clips),
         "seconds": sorted({c["duration"] for c in clips}),
-        "sizes": sizes, "audio_format": args.audio_format, "repeats": args.repeats,
+        "sizes": sizes, "audio_formats": formats, "repeats": args.repeats,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         f"control_busy_loop_speedup_{max(worker_counts)}_vs_1": [
             None if c is None else round(c, 2) for c in (control_before, control_after)],
-        "clips_per_s": {str(w): round(statistics.median(v), 2) for w, v in runs.items()},
-        "clips_per_s_per_worker": {str(w): round(statistics.median(v) / w, 2) for w, v in runs.items()},
-        "scaling_vs_first": {str(w): round(statistics.median(v) / base, 2) for w, v in runs.items()},
-        "all_runs_clips_per_s": {str(w): [round(x, 2) for x in v] for w, v in runs.items()},
+        # per audio format, then per worker count
+        "clips_per_s": {f: {str(w): round(v, 2) for w, v in m.items()} for f, m in median.items()},
+        "clips_per_s_per_worker": {f: {str(w): round(v / w, 2) for w, v in m.items()} for f, m in median.items()},
+        "scaling_vs_first": {f: {str(w): round(v / m[worker_counts[0]], 2) for w, v in m.items()}
+                             for f, m in median.items()},
+        "all_runs_clips_per_s": {f: {str(w): [round(x, 2) for x in v] for w, v in by_w.items()}
+                                 for f, by_w in runs.items()},
         "profile_cpu_ms_median_per_clip": profile,
         # what one core could do if it did nothing else: 1000 / the sum of the stages' CPU times
-        "cpu_bound_clips_per_s_per_worker": round(1000 / sum(profile.values()), 2),
+        "cpu_bound_clips_per_s_per_worker": {
+            f: round(1000 / (sum(profile[k] for k in shared) + profile[f"{f}_encode_check"]), 2) for f in formats},
     }
-    print("shard: " + ", ".join(f"{w} worker(s) {result['clips_per_s'][str(w)]} clips/s" for w in worker_counts)
+    print("shard: " + "; ".join(f"{f}: " + ", ".join(f"{w} worker(s) {result['clips_per_s'][f][str(w)]} clips/s"
+                                                     for w in worker_counts) for f in formats)
           + f" on {len(clips)} clips; load average {result['load_average_before'][0]} -> "
           f"{result['load_average_after'][0]}; busy-loop control speed-up "
           f"{result[f'control_busy_loop_speedup_{max(worker_counts)}_vs_1']}", file=sys.stderr)

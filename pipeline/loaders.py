@@ -8,9 +8,10 @@ yields `Batch`es for one epoch per iteration (docs/ARCHITECTURE.md section 3):
   and for DALI the pipeline checkpoint: reader position and random state), so a resumed run continues mid-epoch.
 
 Both backends produce mel power with `features.mel_power` (DALI: from the pipeline's windowed and tiled waveform, on
-the loader's device; reference: in the DataLoader workers) and share the rest here, so the two cannot drift apart: SpecAugment
-(training, before dB), dB, offscreen partners, and the optional silence/noise inputs, all drawn from one generator
-seeded by (seed, epoch, rank, batch), which makes a resumed epoch reproduce the batches it would have produced.
+the loader's device; reference: in the DataLoader workers) and share the rest here, so the two cannot drift apart:
+SpecAugment (training, before dB), dB, offscreen partners, and the optional silence/noise inputs, all drawn from one
+generator seeded by (seed, epoch, rank, batch), which makes a resumed epoch reproduce the batches it would have
+produced.
 """
 from __future__ import annotations
 

@@ -129,9 +129,8 @@ def profile_clip(path: Path, frame_size: int, audio_formats: list[str], repeats:
     out["resample"], audio = _median_ms(lambda: media.resample_mono16k(frames), repeats)
     out["centre_frame_scaled"], image = _median_ms(centre, repeats)
 
-    def jpeg():
-        small = media.resize_short_side(image, frame_size)
-        media.check_jpeg(media.encode_jpeg(small, 90), small.size)
+    def jpeg():  # `image` is already at the stored size (frame_image scaled it)
+        media.check_jpeg(media.encode_jpeg(image, 90), image.size)
 
     out["jpeg_encode_check"], _ = _median_ms(jpeg, repeats)
     for fmt in audio_formats:

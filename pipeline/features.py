@@ -107,9 +107,9 @@ def _mel_blocks(device: torch.device | str) -> list[tuple[int, int, int, int, to
 def power_to_mel(power: torch.Tensor) -> torch.Tensor:
     """Power spectrogram `[..., 257 freq, T]` -> mel power `[..., 257 mel, T]`, with normalized=True's 1/sum(w^2).
 
-    The DALI loader computes the STFT power in its pipeline and this step in torch, so both loaders share one
-    mel filterbank (DALI's own mel_filter_bank rounds its small weights differently, up to 5e-3 dB).
-    Computed band by band (see `_mel_blocks`): a third of the time of the dense product on the CPU."""
+    Both loaders reach it through `mel_power`, so they share one filterbank (DALI's own mel_filter_bank rounds its
+    small weights differently, up to 5e-3 dB). Computed band by band (see `_mel_blocks`), which skips the dense
+    product's zero weights."""
     power = power.float()
     out = power.new_zeros(power.shape[:-2] + (N_MELS, power.shape[-1]))
     for lo, hi, f0, f1, weights in _mel_blocks(power.device):

@@ -56,7 +56,7 @@ class ShardConfig:
     shard_size: int = 1000             # clips listed per shard (failed clips leave it smaller)
     frame_size: int = 256              # short side of stored frames
     frames: int = 1                    # > 1: also K evenly spaced frames `{key}.frame{k}.jpg`
-    audio_format: Literal["flac", "wav"] = "wav"  # see shards/README.md: wav reads at no CPU cost
+    audio_format: Literal["flac", "wav"] = "wav"  # why wav: docs/ARCHITECTURE.md section 2
     jpeg_quality: int = 90
     min_duration: float = 3.0          # seconds of audio below which a clip is `too_short`
     layout: Literal["auto", "video", "extracted"] = "auto"

@@ -16,7 +16,8 @@ def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path
     result = json.loads(out.read_text())
     assert result["clips"] > 0 and result["audio_formats"] == ["wav", "flac"]
     for fmt in ("wav", "flac"):
-        assert set(result["clips_per_s"][fmt]) == {"1", "2"} and all(v > 0 for v in result["clips_per_s"][fmt].values())
+        assert set(result["clips_per_s"][fmt]) == {"1", "2"}
+        assert all(v > 0 for v in result["clips_per_s"][fmt].values())
         assert result["scaling_vs_first"][fmt]["1"] == 1.0 and len(result["all_runs_clips_per_s"][fmt]["2"]) == 1
         assert result["cpu_bound_clips_per_s_per_worker"][fmt] > 0
     assert result["control_busy_loop_speedup_2_vs_1"] == [None, None]

@@ -91,7 +91,7 @@ def test_dali_reads_every_sample_with_the_indexes(shard_dir: Path):
     def pipe():
         jpg, wav, meta = fn.readers.webdataset(paths=tars, index_paths=[t[:-4] + ".idx" for t in tars],
                                                ext=["jpg", "wav", "json"], missing_component_behavior="error",
-                                                pad_last_batch=True, name="r")
+                                               pad_last_batch=True, name="r")
         audio, rate = fn.decoders.audio(wav, dtype=types.INT16)
         return fn.decoders.image(jpg, device="cpu"), audio, rate, meta
 

@@ -46,6 +46,16 @@ def test_banded_mel_equals_the_dense_filterbank_product():
     assert covered < 0.1 * 257 * 257 and int((F.mel_filterbank() != 0).sum()) == 508
 
 
+def test_cpu_chunks_give_the_whole_batch_values():
+    assert F.CPU_CHUNK < 9
+    wave = torch.randn(9, 1, 24000, generator=torch.Generator().manual_seed(2))
+    whole = F.power_to_mel(F.stft_power(wave))          # the one-pass path a GPU takes
+    chunked = F.mel_power(wave)
+    assert chunked.shape == (9, 1, 257, F.num_frames(24000))
+    assert torch.allclose(chunked, whole, rtol=1e-6, atol=1e-9)
+    assert torch.equal(chunked[4], F.mel_power(wave[4]))
+
+
 def test_frames_and_empty_mel_rows():
     assert F.num_frames(160000) == 670 and F.num_frames(80000) == 335
     fb = F.mel_filterbank()

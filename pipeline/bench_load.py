@@ -1,9 +1,10 @@
 """The loader benchmark behind `python -m pipeline.bench load`: samples/s of the DALI loader, the reference loader and
 SSL-TIE's per-file baseline (pipeline.baseline_loader) on the same clips, augmentations and machine.
 
-Each loader runs `warmup` unmeasured epochs, then `epochs` measured ones; an epoch's rate is its samples over the wall
-time from asking for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker
-start-up included), and its CPU cost is the CPU time of the process and its finished worker processes per sample
+The loaders take turns, one epoch each (`warmup` unmeasured rounds, then `epochs` measured ones), so that a machine
+whose speed drifts within minutes slows them alike. An epoch's rate is its samples over the wall time from asking
+for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker start-up
+included), and its CPU cost is the CPU time of the process and its finished worker processes per sample
 (less sensitive than wall time to other jobs on a shared machine). The process runs torch on `torch_threads` (1)
 threads, as DataLoader workers do: on a small machine the intra-op pool's waiting threads otherwise take CPU from
 DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the DALI loader). The report
@@ -71,27 +72,32 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     load_before = os.getloadavg()
-    results: dict[str, dict] = {}
+    loaders = {}
     for name in cfg.loaders:
         if name == "baseline":
             items = extract_clips(shards, out / "clips", progress=progress)
-            loader = build_baseline(out / "clips", items, batch_size=lc.batch_size, image_size=lc.image_size,
-                                    train=cfg.train, window_seconds=lc.window_seconds, clip_seconds=lc.clip_seconds,
-                                    audio_window=lc.audio_window, workers=lc.workers)
+            loaders[name] = build_baseline(out / "clips", items, batch_size=lc.batch_size, image_size=lc.image_size,
+                                           train=cfg.train, window_seconds=lc.window_seconds,
+                                           clip_seconds=lc.clip_seconds, audio_window=lc.audio_window,
+                                           workers=lc.workers)
         else:
-            loader = build_loader(LoaderConfig(**{**vars(lc), "backend": name}), cfg.shards, split=cfg.split,
-                                  train=cfg.train, seed=cfg.seed)
-        rates, cpu_ms, samples = [], [], 0
-        for e in tqdm(range(cfg.warmup + cfg.epochs), desc=f"bench {name}", disable=not progress):
+            loaders[name] = build_loader(LoaderConfig(**{**vars(lc), "backend": name}), cfg.shards,
+                                         split=cfg.split, train=cfg.train, seed=cfg.seed)
+    rates = {name: [] for name in loaders}
+    cpu_ms = {name: [] for name in loaders}
+    samples = {}
+    for e in tqdm(range(cfg.warmup + cfg.epochs), desc="bench load epochs", disable=not progress):
+        for name, loader in loaders.items():   # one epoch of each in turn: a drifting machine hits them alike
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(e)
-            rate, ms, samples = _epoch_rate(loader)
+            rate, ms, samples[name] = _epoch_rate(loader)
             if e >= cfg.warmup:
-                rates.append(rate)
-                cpu_ms.append(ms)
-        results[name] = {"samples_per_epoch": samples, "epoch_rates": [round(r, 2) for r in rates],
-                         "median_samples_per_s": round(statistics.median(rates), 2),
-                         "median_cpu_ms_per_sample": round(statistics.median(cpu_ms), 2)}
+                rates[name].append(rate)
+                cpu_ms[name].append(ms)
+    results = {name: {"samples_per_epoch": samples[name], "epoch_rates": [round(r, 2) for r in rates[name]],
+                      "median_samples_per_s": round(statistics.median(rates[name]), 2),
+                      "median_cpu_ms_per_sample": round(statistics.median(cpu_ms[name]), 2)}
+               for name in loaders}
     report = {"results": results, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                               "torch": torch.__version__, "device": lc.device,
                                               "torch_threads": torch.get_num_threads(),

@@ -6,14 +6,19 @@
 - eval: square resize to S x S (bicubic, antialias, on float so nothing is rounded or clipped to uint8: boxes stay
   aligned with the frame, REFERENCE.md A.2), then ImageNet normalisation.
 Both take a uint8 `[3, H, W]` tensor or a PIL image and return float32 `[3, S, S]`.
-The DALI loader builds the same steps from DALI operators (pipeline/loader_dali.py).
+
+The DALI loader (pipeline/loader_dali.py) crops, resizes, blurs and flips with DALI operators and draws the colour
+factors there; `jitter_normalize` then applies the colour steps to the whole batch as one affine map per image
+(`jitter_affine`), on the loader's device, with the ImageNet normalisation.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torchvision.transforms import v2
 
-from pipeline.features import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.features import CPU_CHUNK, IMAGENET_MEAN, IMAGENET_STD
 
 JITTER = (0.4, 0.4, 0.4, 0.1)
 JITTER_P = 0.8
@@ -22,6 +27,8 @@ BLUR_P = 0.5
 BLUR_SIGMA = (0.1, 2.0)
 CROP_SCALE = (0.3, 1.0)
 FLIP_P = 0.5
+LUMA = (0.299, 0.587, 0.114)            # torchvision's rgb_to_grayscale weights (ITU-R 601), also YIQ's Y row
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
 def blur_kernel_size(sigma_max: float = BLUR_SIGMA[1]) -> int:
@@ -53,3 +60,57 @@ def eval_transform(size: int) -> v2.Compose:
 
 def image_transform(size: int, train: bool) -> v2.Compose:
     return train_transform(size) if train else eval_transform(size)
+
+
+def jitter_affine(draws: torch.Tensor, mean_luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour steps of one image as an affine map y = M x + t on RGB in 0-255: `draws` `[B, 5]` holds
+    (brightness b, contrast k, saturation s, hue h in turns, grayscale 0/1), `mean_luma` `[B]` the image's mean grey
+    level. Returns M `[B, 3, 3]`, t `[B, 3]` (float64 while composing, float32 out).
+
+    Each step is torchvision's and linear: brightness b x; contrast k x + (1 - k) mean(grey(x)) (the mean of the
+    brightened image is b * mean_luma); saturation s x + (1 - s) grey(x); hue a rotation by 2 pi h of the chroma
+    plane of YIQ (the linear hue shift DALI's hsv uses; torchvision rotates in HSV); grayscale grey(x) in all three
+    channels. They are composed in that fixed order (torchvision draws an order per image) and the result is clipped
+    to 0-255 once, after the whole map, instead of after each step. Every step keeps greys grey, so t is
+    (1 - k) b mean_luma in each channel."""
+    d = draws.double()
+    b, k, s, h, gray = d.unbind(1)
+    dev = d.device
+    w = torch.tensor(LUMA, dtype=torch.float64, device=dev)
+    ones = torch.ones(3, dtype=torch.float64, device=dev)
+    eye = torch.eye(3, dtype=torch.float64, device=dev)
+    grey = torch.outer(ones, w)                                          # x -> grey(x) in every channel
+    yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64, device=dev)
+    angle = 2 * math.pi * h
+    rot = torch.zeros(len(d), 3, 3, dtype=torch.float64, device=dev)
+    rot[:, 0, 0] = 1.0
+    rot[:, 1, 1], rot[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
+    rot[:, 2, 1], rot[:, 2, 2] = torch.sin(angle), torch.cos(angle)
+    hue = torch.linalg.inv(yiq) @ rot @ yiq
+    sat = s[:, None, None] * eye + (1 - s)[:, None, None] * grey
+    to_grey = gray[:, None, None] * grey + (1 - gray)[:, None, None] * eye
+    m = to_grey @ hue @ sat * (b * k)[:, None, None]
+    t = ((1 - k) * b * mean_luma.double())[:, None].expand(-1, 3)
+    return m.float(), t.float()
+
+
+def jitter_normalize(image: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """uint8 (or 0-255 float) images `[B, 3, H, W]` -> colour-jittered (see `jitter_affine`), clipped to 0-255 and
+    ImageNet-normalized float32, on the images' device. Images whose draws are all identity come out unchanged.
+
+    On the CPU the batch goes through features.CPU_CHUNK images at a time (their float copies stay in cache)."""
+    dev = image.device
+    # float32 sums of 0-255 values are exact up to 65,793 pixels (2^24 / 255); a float64 or int64 sum costs 20x more
+    channel_means = image.flatten(2).sum(-1, dtype=torch.float32).double() / (image.shape[2] * image.shape[3])
+    mean_luma = channel_means @ torch.tensor(LUMA, dtype=torch.float64, device=dev)
+    m, t = jitter_affine(draws.to(dev), mean_luma)
+    mean = torch.tensor(IMAGENET_MEAN, device=dev)[:, None] * 255.0
+    std = torch.tensor(IMAGENET_STD, device=dev)[:, None] * 255.0
+    out = torch.empty(image.shape, dtype=torch.float32, device=dev)
+    step = CPU_CHUNK if dev.type == "cpu" else max(len(image), 1)
+    for i in range(0, len(image), step):
+        x = image[i:i + step].flatten(2).float()
+        y = out[i:i + step].view_as(x)
+        torch.baddbmm(t[i:i + step, :, None], m[i:i + step], x, out=y)
+        y.clamp_(0.0, 255.0).sub_(mean).div_(std)
+    return out

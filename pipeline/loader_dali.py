@@ -3,11 +3,13 @@
 chosen by `LoaderConfig.device`.
 
 Graph per sample (train with augment / evaluation):
-- image: decoders.image_random_crop (area 0.3-1, aspect 3/4-4/3) + resize S x S (linear, antialias), then with p 0.8
-  brightness/contrast (around the image's mean luma, as torchvision) and saturation/hue (fn.hsv, factors U(0.6, 1.4),
-  hue U(-36, 36) degrees), grayscale with p 0.2 (saturation 0), Gaussian blur with p 0.5 (sigma U(0.1, 2)), flip p 0.5
-  and ImageNet normalisation in crop_mirror_normalize / eval: decode + square resize S x S (cubic, antialias, float)
-  + normalisation. torchvision applies the four jitter steps in random order; here the order is fixed.
+- image: decoders.image_random_crop (area 0.3-1, aspect 3/4-4/3) + resize S x S (linear, antialias), Gaussian blur
+  with p 0.5 (sigma U(0.1, 2)), flip p 0.5, uint8 CHW out, plus the colour draws (jitter p 0.8 with factors
+  U(0.6, 1.4) and hue U(-0.1, 0.1) turns, grayscale p 0.2), which `augment.jitter_normalize` applies to the batch in
+  torch as one affine colour map per image, clipped once, then ImageNet normalisation. The blur comes before the
+  colour map (torchvision blurs after it): the two commute (both linear, the blur's weights sum to 1) except where
+  the colour map clips. On 2 CPU cores DALI's per-pixel hsv/colour kernels cost ~1 ms an image, the batched map a
+  fraction of that / eval: decode + square resize S x S (cubic, antialias, float) + normalisation.
 - audio: decoders.audio (CPU-only in DALI) -> the window (centred, or uniform start when training with
   audio_window=random) -> tiled by concatenating K copies and cutting to the input length (K = ceil(input /
   min(window, min_clip_seconds)): exact SSL-TIE tiling for clips at least min_clip_seconds long; shorter clips are
@@ -37,7 +39,7 @@ from pipeline.loaders import LoaderBase, default_workers
 from pipeline.shardindex import EpochPlan, ShardError
 
 READER = "Reader"
-OUTPUTS = ["image", "wave", "json", "length"]
+OUTPUTS = ["image", "wave", "json", "length", "colour"]
 
 
 def _reason(exc: Exception) -> str:
@@ -51,30 +53,15 @@ def _uniform(lo: float, hi: float):
     return fn.random.uniform(range=[lo, hi])
 
 
-def _jitter(img, gpu: bool):
-    """moco_v2's colour steps on a uint8 HWC image (see the module docstring for the fixed order).
-
-    DALI conditionals run each step only on the samples drawn for it (jitter 0.8, grayscale 0.2, blur 0.5), so the
-    others do not pay for an identity pass."""
-    on = fn.random.coin_flip(probability=augment.JITTER_P)
-    gray = fn.random.coin_flip(probability=augment.GRAY_P)
+def _colour_draws():
+    """moco_v2's colour factors per sample `[5]` (brightness, contrast, saturation, hue in turns, grayscale 0/1):
+    jitter with p 0.8 (factors U(0.6, 1.4), hue U(-0.1, 0.1)), otherwise identity; grayscale with p 0.2.
+    `augment.jitter_normalize` applies them in torch."""
+    on = fn.cast(fn.random.coin_flip(probability=augment.JITTER_P), dtype=types.FLOAT)
+    gray = fn.cast(fn.random.coin_flip(probability=augment.GRAY_P), dtype=types.FLOAT)
     b, c, s, h = augment.JITTER
-    brightness = 1.0 + on * _uniform(-b, b)
-    contrast = 1.0 + on * _uniform(-c, c)
-    saturation = 1.0 + on * _uniform(-s, s)
-    hue = on * _uniform(-h * 360.0, h * 360.0)
-    sigma = _uniform(*augment.BLUR_SIGMA)
-    blur = fn.random.coin_flip(probability=augment.BLUR_P, dtype=types.BOOL)
-    if fn.cast(on + gray, dtype=types.BOOL):
-        luma = fn.color_space_conversion(img, image_type=types.RGB, output_type=types.GRAY)
-        center = fn.reductions.mean(fn.cast(luma, dtype=types.FLOAT))
-        if gpu:
-            center = center.cpu()  # argument inputs live on the CPU (the GPU pipeline runs with exec_dynamic)
-        img = fn.brightness_contrast(img, brightness=brightness, contrast=contrast, contrast_center=center)
-        img = fn.hsv(img, saturation=saturation * (1.0 - gray), hue=hue)
-    if blur:
-        img = fn.gaussian_blur(img, sigma=sigma)
-    return img
+    return fn.stack(1.0 + on * _uniform(-b, b), 1.0 + on * _uniform(-c, c), 1.0 + on * _uniform(-s, s),
+                    on * _uniform(-h, h), gray)
 
 
 @pipeline_def(enable_conditionals=True)
@@ -85,23 +72,25 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
         shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, random_shuffle=shuffle,
         initial_fill=shuffle_buffer, seed=reader_seed, name=READER)
     decode_device = "mixed" if gpu else "cpu"
-    mean = [m * 255.0 for m in features.IMAGENET_MEAN]
-    std = [s * 255.0 for s in features.IMAGENET_STD]
     if train_aug:
         lo, hi = augment.CROP_SCALE
         img = fn.decoders.image_random_crop(jpg, device=decode_device, output_type=types.RGB, random_area=[lo, hi],
                                             random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10)
         img = fn.resize(img, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_LINEAR,
                         antialias=True)
-        img = _jitter(img, gpu)
+        sigma = _uniform(*augment.BLUR_SIGMA)
+        if fn.random.coin_flip(probability=augment.BLUR_P, dtype=types.BOOL):  # only the drawn samples pay
+            img = fn.gaussian_blur(img, sigma=sigma)
         flip = fn.random.coin_flip(probability=augment.FLIP_P)
-        img = fn.crop_mirror_normalize(img, mean=mean, std=std, mirror=flip, output_layout="CHW",
-                                       dtype=types.FLOAT)
+        img = fn.crop_mirror_normalize(img, mirror=flip, output_layout="CHW", dtype=types.UINT8)
+        colour = _colour_draws()
     else:
         img = fn.decoders.image(jpg, device=decode_device, output_type=types.RGB)
         img = fn.resize(img, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_CUBIC,
                         antialias=True, dtype=types.FLOAT)
-        img = fn.crop_mirror_normalize(img, mean=mean, std=std, output_layout="CHW")
+        img = fn.crop_mirror_normalize(img, mean=[m * 255.0 for m in features.IMAGENET_MEAN],
+                                       std=[s * 255.0 for s in features.IMAGENET_STD], output_layout="CHW")
+        colour = fn.constant(fdata=0.0)  # unused: evaluation images come out normalized
 
     wave, _ = fn.decoders.audio(audio, dtype=types.FLOAT, downmix=True)
     length = wave.shape(dtype=types.INT64)[0]
@@ -118,7 +107,7 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
     tiled = fn.slice(tiled, 0, input_samples, axes=[0], out_of_bounds_policy="pad")
     if gpu:
         tiled = tiled.gpu()
-    return img, tiled, fn.pad(js, fill_value=0), length
+    return img, tiled, fn.pad(js, fill_value=0), length, colour
 
 
 class DaliLoader(LoaderBase):
@@ -177,7 +166,10 @@ class DaliLoader(LoaderBase):
             lengths = out["length"].reshape(-1).tolist()
             self.stats.short_clips += sum(min(n, self.window_samples) * self.tile_copies < self.input_samples
                                           for n in lengths)
-            image = out["image"].to(self.device, copy=True)
+            if self.augment:
+                image = augment.jitter_normalize(out["image"].to(self.device), out["colour"])
+            else:
+                image = out["image"].to(self.device, copy=True)
             mel = features.mel_power(out["wave"].to(self.device)).unsqueeze(1)
             label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)
             yield image, mel, label, [str(m["id"]) for m in metas]

@@ -1,0 +1,50 @@
+"""pipeline.augment's batched colour map (the DALI loader's jitter) against torchvision's colour functions."""
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from pipeline import augment
+from pipeline.features import IMAGENET_MEAN, IMAGENET_STD
+
+
+def mid_range_images(n=3, size=16, seed=0):
+    """uint8 images in 90-160: the jitter below never clips them, so the maps must agree exactly."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(90, 161, (n, 3, size, size), generator=g, dtype=torch.uint8)
+
+
+def normalize(x255):
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x255 / 255.0 - mean) / std
+
+
+def test_brightness_contrast_saturation_are_torchvisions():
+    img = mid_range_images()
+    draws = torch.tensor([[1.1, 0.8, 1.2, 0.0, 0.0], [0.9, 1.15, 0.7, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0]])
+    ours = augment.jitter_normalize(img, draws)
+    for i, (b, k, s, _, _) in enumerate(draws.tolist()):
+        x = img[i].float() / 255.0
+        ref = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x, b), k), s) * 255.0
+        assert float((ours[i] - normalize(ref)).abs().max()) < 1e-4
+    assert torch.allclose(ours[2], normalize(img[2].float()), atol=1e-5)   # identity draws: plain normalisation
+
+
+def test_grayscale_and_hue_keep_luma():
+    img = mid_range_images(seed=1)
+    luma = torch.tensor(augment.LUMA)
+    grey = augment.jitter_normalize(img, torch.tensor([[1.0, 1.0, 1.0, 0.0, 1.0]] * 3))
+    ref = TF.rgb_to_grayscale(img.float() / 255.0, num_output_channels=3) * 255.0
+    # torchvision weighs red 0.2989, we 0.299 (so that the weights sum to 1 and greys stay grey): < 0.03 grey levels
+    assert float((grey - torch.stack([normalize(r) for r in ref])).abs().max()) < 5e-4
+    m, t = augment.jitter_affine(torch.tensor([[1.0, 1.0, 1.0, 0.08, 0.0], [1.0, 1.0, 1.0, 1.0, 0.0]]),
+                                 torch.zeros(2))
+    assert torch.allclose(luma @ m[0], luma, atol=1e-6) and torch.allclose(m[0].sum(1), torch.ones(3), atol=1e-6)
+    assert not torch.allclose(m[0], torch.eye(3), atol=1e-2)             # a hue shift moves colours...
+    assert torch.allclose(m[1], torch.eye(3), atol=1e-6)                 # ...and a whole turn is the identity
+    assert torch.all(t == 0)
+
+
+def test_clipping_happens_once_at_the_end():
+    img = torch.full((1, 3, 4, 4), 250, dtype=torch.uint8)
+    out = augment.jitter_normalize(img, torch.tensor([[1.4, 1.0, 1.0, 0.0, 0.0]]))
+    assert torch.allclose(out[0], normalize(torch.full((3, 4, 4), 255.0)), atol=1e-5)

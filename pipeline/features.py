@@ -120,17 +120,38 @@ def power_to_mel(power: torch.Tensor) -> torch.Tensor:
 CPU_CHUNK = 4  # waveforms per STFT + mel pass on the CPU
 
 
-def mel_power(wave: torch.Tensor) -> torch.Tensor:
+def mel_power(wave: torch.Tensor, lengths: torch.Tensor | None = None, length: int | None = None) -> torch.Tensor:
     """Waveform `[..., N]` float -> mel power `[..., 257, 1 + N // 239]` (before dB).
 
-    On the CPU a batch goes through in chunks of CPU_CHUNK waveforms written into one output: the STFT's padded
-    frames, complex spectrum and power of a chunk stay in cache and reuse freed memory, where a whole batch's
-    (40 MB each at batch 32) are fresh pages every time. Same values; a GPU takes the batch in one pass."""
-    if wave.device.type != "cpu" or wave.dim() < 2 or wave.shape[0] <= CPU_CHUNK:
+    With `lengths` `[B]` and `length`, `wave` `[B, W]` holds audio windows of which the first lengths[i] samples are
+    real, and each is first tiled to `length` samples by `tile`.
+
+    On the CPU a batch goes through in chunks of CPU_CHUNK waveforms written into one output: the tiled waves and
+    the STFT's padded frames, complex spectrum and power of a chunk stay in cache and reuse freed memory, where a
+    whole batch's (40 MB each at batch 32) are fresh pages every time. Same values; a GPU takes the batch in one
+    pass."""
+    if lengths is not None:
+        sizes = [int(n) for n in lengths.tolist()]
+        if wave.dim() != 2 or length is None or min(sizes, default=1) < 1:
+            raise ValueError("tiling needs windows [B, W], a target length and every window length >= 1")
+    else:
+        length = wave.shape[-1]
+
+    def chunk(i: int, j: int) -> torch.Tensor:
+        part = wave[i:j]
+        if lengths is not None:
+            n = sizes[i:j]
+            part = (tile(part[:, :n[0]], length) if len(set(n)) == 1 else   # one batched repeat when all match
+                    torch.stack([tile(w[:k], length) for w, k in zip(part, n)]))
+        return power_to_mel(stft_power(part))
+
+    if wave.dim() < 2:
         return power_to_mel(stft_power(wave))
-    out = torch.empty(wave.shape[:-1] + (N_MELS, num_frames(wave.shape[-1])), dtype=torch.float32)
+    if wave.device.type != "cpu" or wave.shape[0] <= CPU_CHUNK:
+        return chunk(0, wave.shape[0])
+    out = torch.empty(wave.shape[:-1] + (N_MELS, num_frames(length)), dtype=torch.float32)
     for i in range(0, wave.shape[0], CPU_CHUNK):
-        out[i:i + CPU_CHUNK] = power_to_mel(stft_power(wave[i:i + CPU_CHUNK]))
+        out[i:i + CPU_CHUNK] = chunk(i, i + CPU_CHUNK)
     return out
 
 

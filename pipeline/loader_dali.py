@@ -11,11 +11,10 @@ Graph per sample (train with augment / evaluation):
   the colour map clips. On 2 CPU cores DALI's per-pixel hsv/colour kernels cost ~1 ms an image, the batched map a
   fraction of that / eval: decode + square resize S x S (cubic, antialias, float) + normalisation.
 - audio: decoders.audio (CPU-only in DALI) -> the window (centred, or uniform start when training with
-  audio_window=random) -> tiled by concatenating K copies and cutting to the input length (K = ceil(input /
-  min(window, min_clip_seconds)): exact SSL-TIE tiling for clips at least min_clip_seconds long; shorter clips are
-  zero-padded and counted in `stats.short_clips`). The log-mel is computed from that waveform in torch, on the
-  loader's device, by pipeline.features (the one definition both loaders use; on 2 CPU cores torch's STFT also costs
-  less than DALI's CPU spectrogram operator), then SpecAugment and dB by pipeline.loaders.
+  audio_window=random), zero-padded to the window length when the clip is shorter, plus its real length. In torch,
+  on the loader's device, `features.mel_power` tiles each window to the input length exactly as SSL-TIE does (the
+  reference loader's `features.tile`) and computes the log-mel (the one definition both loaders use; on 2 CPU cores
+  torch's STFT also costs less than DALI's CPU spectrogram operator), then pipeline.loaders adds SpecAugment and dB.
 
 Epochs: a fresh pipeline per epoch, reading range (rank + epoch) % W of the global sample list (shard_id is the
 global rank's range, num_shards = world size, pad_last_batch + reader_name), shuffled (training) with a buffer
@@ -26,8 +25,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-
 import torch
 from nvidia.dali import fn, pipeline_def, types
 import nvidia.dali.math as dmath
@@ -39,7 +36,7 @@ from pipeline.loaders import LoaderBase, default_workers
 from pipeline.shardindex import EpochPlan, ShardError
 
 READER = "Reader"
-OUTPUTS = ["image", "wave", "json", "length", "colour"]
+OUTPUTS = ["image", "window", "json", "window_length", "colour"]
 
 
 def _reason(exc: Exception) -> str:
@@ -66,7 +63,7 @@ def _colour_draws():
 
 @pipeline_def(enable_conditionals=True)
 def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, reader_seed, image_size, train_aug,
-           random_window, window_samples, input_samples, tile_copies, gpu):
+           random_window, window_samples, gpu):
     js, jpg, audio = fn.readers.webdataset(
         paths=tars, index_paths=indexes, ext=["json", "jpg", "flac;wav"], missing_component_behavior="skip",
         shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, random_shuffle=shuffle,
@@ -102,12 +99,11 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
         start = dmath.min(start, room)
     else:
         start = room // 2
-    piece = fn.slice(wave, start, win, axes=[0])
-    tiled = fn.cat(*([piece] * tile_copies), axis=0) if tile_copies > 1 else piece
-    tiled = fn.slice(tiled, 0, input_samples, axes=[0], out_of_bounds_policy="pad")
+    piece = fn.slice(wave, start, fn.constant(idata=window_samples, dtype=types.INT64), axes=[0],
+                     out_of_bounds_policy="pad")  # zeros past a short clip
     if gpu:
-        tiled = tiled.gpu()
-    return img, tiled, fn.pad(js, fill_value=0), length, colour
+        piece = piece.gpu()
+    return img, piece, fn.pad(js, fill_value=0), win, colour
 
 
 class DaliLoader(LoaderBase):
@@ -116,8 +112,6 @@ class DaliLoader(LoaderBase):
         self.gpu = cfg.device == "cuda"
         if self.gpu and not torch.cuda.is_available():
             raise ValueError("loader device 'cuda' asked for, but no GPU is visible")
-        shortest = min(self.window_samples, features.seconds_to_samples(cfg.min_clip_seconds))
-        self.tile_copies = max(1, math.ceil(self.input_samples / max(shortest, 1)))
         self._iterator: DALIGenericIterator | None = None
 
     def _pipeline(self, plan: EpochPlan, checkpoint: bytes | None):
@@ -132,8 +126,7 @@ class DaliLoader(LoaderBase):
             reader_seed=features.mix_seed(self.seed, self.epoch, self.rank, 3) % (2**31),
             image_size=self.cfg.image_size, train_aug=self.augment,
             random_window=self.train and self.cfg.audio_window == "random",
-            window_samples=self.window_samples, input_samples=self.input_samples,
-            tile_copies=self.tile_copies, gpu=self.gpu)
+            window_samples=self.window_samples, gpu=self.gpu)
         pipe.build()
         return pipe
 
@@ -163,13 +156,11 @@ class DaliLoader(LoaderBase):
             except RuntimeError as exc:
                 raise ShardError(f"{self.shards.tars[0].parent}: DALI failed on a sample: {_reason(exc)}") from None
             metas = [json.loads(bytes(j.cpu().numpy()).rstrip(b"\0")) for j in out["json"]]
-            lengths = out["length"].reshape(-1).tolist()
-            self.stats.short_clips += sum(min(n, self.window_samples) * self.tile_copies < self.input_samples
-                                          for n in lengths)
             if self.augment:
                 image = augment.jitter_normalize(out["image"].to(self.device), out["colour"])
             else:
                 image = out["image"].to(self.device, copy=True)
-            mel = features.mel_power(out["wave"].to(self.device)).unsqueeze(1)
+            mel = features.mel_power(out["window"].to(self.device), out["window_length"].reshape(-1),
+                                     self.input_samples).unsqueeze(1)
             label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)
             yield image, mel, label, [str(m["id"]) for m in metas]

@@ -7,7 +7,7 @@ yields `Batch`es for one epoch per iteration (docs/ARCHITECTURE.md section 3):
 - `loader.state_dict()` / `load_state_dict()` save and restore the position inside an epoch (epoch, batches consumed,
   and for DALI the pipeline checkpoint: reader position and random state), so a resumed run continues mid-epoch.
 
-Both backends produce mel power with `features.mel_power` (DALI: from the pipeline's windowed and tiled waveform, on
+Both backends produce mel power with `features.mel_power` (DALI: from the pipeline's audio windows, tiled there, on
 the loader's device; reference: in the DataLoader workers) and share the rest here, so the two cannot drift apart:
 SpecAugment (training, before dB), dB, offscreen partners, and the optional silence/noise inputs, all drawn from one
 generator seeded by (seed, epoch, rank, batch), which makes a resumed epoch reproduce the batches it would have
@@ -43,8 +43,6 @@ class LoaderConfig:
     negatives_db: bool = False                    # dB on silence/noise (default: linear mel, REFERENCE.md C)
     workers: int = 0                              # DALI threads / DataLoader workers; 0 = all cores
     shuffle_buffer: int = 512                     # training shuffle buffer (samples), per rank
-    min_clip_seconds: float = 3.0                 # DALI tiles clips this long or longer exactly (the sharder's
-                                                  # default min_duration; see loader_dali)
 
 
 @dataclass
@@ -66,7 +64,6 @@ class Batch:
 @dataclass
 class LoaderStats:
     skipped: int = 0          # samples without image or audio, skipped
-    short_clips: int = 0      # DALI: clips shorter than min_clip_seconds (zero-padded instead of fully tiled)
 
 
 class LoaderBase:

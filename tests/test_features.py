@@ -56,6 +56,19 @@ def test_cpu_chunks_give_the_whole_batch_values():
     assert torch.equal(chunked[4], F.mel_power(wave[4]))
 
 
+def test_mel_power_tiles_windows_as_tile_does():
+    g = torch.Generator().manual_seed(3)
+    windows = torch.randn(6, 8000, generator=g)
+    lengths = torch.tensor([8000, 3000, 1, 7999, 8000, 2500])
+    windows[1, 3000:] = 99.0                                     # padding past a window's length is never read
+    ours = F.mel_power(windows, lengths, 20000)
+    ref = torch.stack([F.mel_power(F.tile(w[:n], 20000)) for w, n in zip(windows, lengths.tolist())])
+    assert ours.shape == (6, 257, F.num_frames(20000))
+    assert torch.allclose(ours, ref, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError):
+        F.mel_power(windows, torch.tensor([5, 0, 1, 1, 1, 1]), 20000)
+
+
 def test_frames_and_empty_mel_rows():
     assert F.num_frames(160000) == 670 and F.num_frames(80000) == 335
     fb = F.mel_filterbank()

@@ -8,8 +8,9 @@ Graph per sample (train with augment / evaluation):
   U(0.6, 1.4) and hue U(-0.1, 0.1) turns, grayscale p 0.2), which `augment.jitter_normalize` applies to the batch in
   torch as one affine colour map per image, clipped once, then ImageNet normalisation. The blur comes before the
   colour map (torchvision blurs after it): the two commute (both linear, the blur's weights sum to 1) except where
-  the colour map clips. On 2 CPU cores DALI's per-pixel hsv/colour kernels cost ~1 ms an image, the batched map a
-  fraction of that / eval: decode + square resize S x S (cubic, antialias, float) + normalisation.
+  the colour map clips. DALI's per-pixel colour operators (hsv, color_twist, coord_transform) cost the CPU more
+  than the batched map (README, loader throughput) / eval: decode + square resize S x S (cubic, antialias, float)
+  + normalisation.
 - audio: decoders.audio (CPU-only in DALI) -> the window (centred, or uniform start when training with
   audio_window=random), zero-padded to the window length when the clip is shorter, plus its real length. In torch,
   on the loader's device, `features.mel_power` tiles each window to the input length exactly as SSL-TIE does (the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+
 import torch
 from nvidia.dali import fn, pipeline_def, types
 import nvidia.dali.math as dmath

@@ -4,8 +4,8 @@ SSL-TIE's per-file baseline (pipeline.baseline_loader) on the same clips, augmen
 The loaders take turns, one epoch each (`warmup` unmeasured rounds, then `epochs` measured ones), so that a machine
 whose speed drifts within minutes slows them alike. An epoch's rate is its samples over the wall time from asking
 for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker start-up
-included), and its CPU cost is the CPU time of the process and its finished worker processes per sample
-(less sensitive than wall time to other jobs on a shared machine). The process runs torch on `torch_threads` (1)
+included; the time to the first batch is reported too), and its CPU cost is the CPU time of the process and its
+finished worker processes per sample (less sensitive than wall time to other jobs on a shared machine). The process runs torch on `torch_threads` (1)
 threads, as DataLoader workers do: on a small machine the intra-op pool's waiting threads otherwise take CPU from
 DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the DALI loader). The report
 (`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the medians per loader, the load
@@ -53,13 +53,14 @@ def _cpu_seconds() -> float:
     return time.process_time() + kids.ru_utime + kids.ru_stime
 
 
-def _epoch_rate(batches) -> tuple[float, float, int]:
-    """(samples per wall second, CPU milliseconds per sample, samples) of one epoch."""
+def _epoch_rate(batches) -> tuple[float, float, int, float]:
+    """(samples per wall second, CPU milliseconds per sample, samples, seconds to the first batch) of one epoch."""
     start, cpu = time.perf_counter(), _cpu_seconds()
-    n = 0
+    n, first = 0, None
     for b in batches:
         n += len(b.key) if hasattr(b, "key") else len(b[-1])
-    return n / (time.perf_counter() - start), (_cpu_seconds() - cpu) * 1000 / n, n
+        first = time.perf_counter() - start if first is None else first
+    return n / (time.perf_counter() - start), (_cpu_seconds() - cpu) * 1000 / n, n, first
 
 
 def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
@@ -85,18 +86,21 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
                                          split=cfg.split, train=cfg.train, seed=cfg.seed)
     rates = {name: [] for name in loaders}
     cpu_ms = {name: [] for name in loaders}
+    first = {name: [] for name in loaders}
     samples = {}
     for e in tqdm(range(cfg.warmup + cfg.epochs), desc="bench load epochs", disable=not progress):
         for name, loader in loaders.items():   # one epoch of each in turn: a drifting machine hits them alike
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(e)
-            rate, ms, samples[name] = _epoch_rate(loader)
+            rate, ms, samples[name], latency = _epoch_rate(loader)
             if e >= cfg.warmup:
                 rates[name].append(rate)
                 cpu_ms[name].append(ms)
+                first[name].append(latency)
     results = {name: {"samples_per_epoch": samples[name], "epoch_rates": [round(r, 2) for r in rates[name]],
                       "median_samples_per_s": round(statistics.median(rates[name]), 2),
-                      "median_cpu_ms_per_sample": round(statistics.median(cpu_ms[name]), 2)}
+                      "median_cpu_ms_per_sample": round(statistics.median(cpu_ms[name]), 2),
+                      "median_s_to_first_batch": round(statistics.median(first[name]), 3)}
                for name in loaders}
     report = {"results": results, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                               "torch": torch.__version__, "device": lc.device,
@@ -130,7 +134,8 @@ def bench_load(args: argparse.Namespace) -> dict:
     report = run(cfg)
     for name, r in report["results"].items():
         print(f"load: {name:10s} {r['median_samples_per_s']:10.1f} samples/s, {r['median_cpu_ms_per_sample']:7.2f} CPU "
-              f"ms/sample (medians of {len(r['epoch_rates'])} epochs)", file=sys.stderr)
+              f"ms/sample, {r['median_s_to_first_batch']:.2f} s to the first batch (medians of {len(r['epoch_rates'])} "
+              "epochs)", file=sys.stderr)
     if "dali_over_baseline" in report:
         print(f"load: DALI / per-file baseline {report['dali_over_baseline']:.2f}x", file=sys.stderr)
     return report

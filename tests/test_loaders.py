@@ -244,6 +244,7 @@ def test_bench_load_cli(shard_dir, tmp_path, capsys):
     assert set(report["results"]) == {"dali", "reference", "baseline"}
     for r in report["results"].values():
         assert len(r["epoch_rates"]) == 2 and r["median_samples_per_s"] > 0 and r["samples_per_epoch"] > 0
+        assert r["median_s_to_first_batch"] > 0
     assert report["dali_over_baseline"] > 0 and report["baseline_cpu_over_dali_cpu"] > 0
     assert (out / "config.yaml").is_file()
     capsys.readouterr()

@@ -22,7 +22,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from pipeline import augment, features
+from pipeline import augment, features, procs
 from pipeline.loaders import LoaderBase, default_workers
 from pipeline.shardindex import AUDIO_EXTS, IMAGE_EXT, EpochPlan, ShardError
 
@@ -134,7 +134,8 @@ class ReferenceLoader(LoaderBase):
         workers = default_workers(self.cfg)
         dl = DataLoader(_EpochStream(self, plan, start), batch_size=plan.batch_size, num_workers=workers,
                         drop_last=False, prefetch_factor=2 if workers else None,
-                        pin_memory=self.device.type == "cuda")
+                        pin_memory=self.device.type == "cuda",
+                        multiprocessing_context=procs.forkserver_context() if workers else None)
         for image, mel, label, keys in dl:
             yield (image.to(self.device, non_blocking=True), mel.to(self.device, non_blocking=True),
                    label.to(self.device), list(keys))

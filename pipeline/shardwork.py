@@ -6,7 +6,6 @@ that dies inside FFmpeg: the clip responsible is found by re-running clips one a
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline import listing, media
+from pipeline import listing, media, procs
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,7 @@ class ClipPool:
         self.args = (opts, layout)
         self.workers = workers
         self.work = work
-        self.ctx = multiprocessing.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["pipeline.shardwork"])
+        self.ctx = procs.forkserver_context()
         self.pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:

@@ -5,7 +5,8 @@ The loaders take turns, one epoch each (`warmup` unmeasured rounds, then `epochs
 whose speed drifts within minutes slows them alike. An epoch's rate is its samples over the wall time from asking
 for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker start-up
 included; the time to the first batch is reported too), and its CPU cost is the CPU time of the process and its
-finished worker processes per sample (less sensitive than wall time to other jobs on a shared machine). The process runs torch on `torch_threads` (1)
+finished worker processes per sample (less sensitive than wall time to other jobs on a shared machine; the
+reference loader's workers come from the forkserver, whose reaped children's CPU time is read from /proc). The process runs torch on `torch_threads` (1)
 threads, as DataLoader workers do: on a small machine the intra-op pool's waiting threads otherwise take CPU from
 DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the DALI loader). The report
 (`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the medians per loader, the load
@@ -21,6 +22,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from pathlib import Path
 
 import torch
@@ -47,10 +49,25 @@ class BenchLoadConfig:
     torch_threads: int = 1                # intra-op threads of this process while measuring (0: torch's default)
 
 
+def _forkserver_cpu_seconds() -> float:
+    """CPU time of the forkserver (pipeline.procs) and of the finished workers it started and reaped (the reference
+    loader's DataLoader workers are its children, not this process's): utime, stime, cutime, cstime of its
+    /proc stat; 0 when no server runs."""
+    pid = forkserver._forkserver._forkserver_pid
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds() -> float:
-    """CPU time of this process (DALI threads included) and of its finished children (DataLoader workers)."""
+    """CPU time of this process (DALI threads included), of its finished children (the baseline's DataLoader
+    workers) and of the forkserver's (the reference loader's workers)."""
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + kids.ru_utime + kids.ru_stime
+    return time.process_time() + kids.ru_utime + kids.ru_stime + _forkserver_cpu_seconds()
 
 
 def _epoch_rate(batches) -> tuple[float, float, int, float]:

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,23 @@ def test_horizontal_flip_probability(tmp_path, backend):
     assert n == 128 and 0.35 < flipped / n < 0.65                    # p 0.5: 3.4 standard deviations either side
     plain = grey_levels(next(iter(build_loader(cfg, shards, split="train", train=False))).image).mean(dim=(1, 2))
     assert torch.all(plain[:, :12].mean(1) < plain[:, 12:].mean(1))  # the detector: never flipped without augment
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_bench_counts_the_cpu_of_forkserver_workers():
+    from pipeline import bench_load, procs
+    ctx = procs.forkserver_context()
+    warm = ctx.Process(target=_spin, args=(0.0,))   # starts the server
+    warm.start()
+    warm.join()
+    before = bench_load._cpu_seconds()
+    p = ctx.Process(target=_spin, args=(0.4,))
+    p.start()
+    p.join()
+    time.sleep(0.2)                                   # the server reaps its child
+    assert bench_load._cpu_seconds() - before >= 0.3

@@ -28,7 +28,7 @@ BLUR_SIGMA = (0.1, 2.0)
 CROP_SCALE = (0.3, 1.0)
 FLIP_P = 0.5
 LUMA = (0.299, 0.587, 0.114)            # torchvision's rgb_to_grayscale weights (ITU-R 601), also YIQ's Y row
-_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_RGB_TO_YIQ = (LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
 def blur_kernel_size(sigma_max: float = BLUR_SIGMA[1]) -> int:

@@ -6,11 +6,11 @@ whose speed drifts within minutes slows them alike. An epoch's rate is its sampl
 for the first batch to receiving the last (DALI's per-epoch pipeline build and DataLoader worker start-up
 included; the time to the first batch is reported too), and its CPU cost is the CPU time of the process and its
 finished worker processes per sample (less sensitive than wall time to other jobs on a shared machine; the
-reference loader's workers come from the forkserver, whose reaped children's CPU time is read from /proc). The process runs torch on `torch_threads` (1)
-threads, as DataLoader workers do: on a small machine the intra-op pool's waiting threads otherwise take CPU from
-DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the DALI loader). The report
-(`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the medians per loader, the load
-average and the DALI / baseline ratios.
+reference loader's workers come from the forkserver, whose reaped children's CPU time is read from /proc). The
+process runs torch on `torch_threads` (1) threads, as DataLoader workers do: on a small machine the intra-op pool's
+waiting threads otherwise take CPU from DALI's threads (measured on 2 cores: 18.6 -> 13.8 CPU ms/sample for the
+DALI loader). The report (`{out}/load.json`, plus the resolved `config.yaml`) gives every epoch's rate, the medians
+per loader, the load average and the DALI / baseline ratios.
 """
 from __future__ import annotations
 

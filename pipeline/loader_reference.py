@@ -132,10 +132,10 @@ class ReferenceLoader(LoaderBase):
 
     def _raw_batches(self, plan, start, resume):
         workers = default_workers(self.cfg)
+        context = procs.forkserver_context("pipeline.loader_reference") if workers else None
         dl = DataLoader(_EpochStream(self, plan, start), batch_size=plan.batch_size, num_workers=workers,
                         drop_last=False, prefetch_factor=2 if workers else None,
-                        pin_memory=self.device.type == "cuda",
-                        multiprocessing_context=procs.forkserver_context() if workers else None)
+                        pin_memory=self.device.type == "cuda", multiprocessing_context=context)
         for image, mel, label, keys in dl:
             yield (image.to(self.device, non_blocking=True), mel.to(self.device, non_blocking=True),
                    label.to(self.device), list(keys))

@@ -90,7 +90,7 @@ class ClipPool:
         self.args = (opts, layout)
         self.workers = workers
         self.work = work
-        self.ctx = procs.forkserver_context()
+        self.ctx = procs.forkserver_context("pipeline.shardwork")
         self.pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:

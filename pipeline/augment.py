@@ -7,15 +7,19 @@
   aligned with the frame, REFERENCE.md A.2), then ImageNet normalisation.
 Both take a uint8 `[3, H, W]` tensor or a PIL image and return float32 `[3, S, S]`.
 
-The DALI loader (pipeline/loader_dali.py) crops, resizes, blurs and flips with DALI operators and draws the colour
-factors there; `jitter_normalize` then applies the colour steps to the whole batch as one affine map per image
-(`jitter_affine`), on the loader's device, with the ImageNet normalisation.
+The DALI loader (pipeline/loader_dali.py) decodes the JPEGs (training: only a random crop of each, area 0.3-1, aspect
+3/4-4/3) and draws the flip, blur and colour factors; on the loader's device, `train_batch` then resizes each crop
+to S x S (torchvision's antialiased bilinear resize, the one RandomResizedCrop uses), flips the drawn ones and applies
+the rest to the whole batch (`blur_jitter_normalize`: the Gaussian blur as a batched depthwise convolution,
+torchvision's kernel and reflect padding; the colour steps as one affine map per image, `jitter_affine`; ImageNet
+normalisation), and `eval_batch` puts each decoded frame through `eval_transform`.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from pipeline.features import CPU_CHUNK, IMAGENET_MEAN, IMAGENET_STD
@@ -36,6 +40,33 @@ def blur_kernel_size(sigma_max: float = BLUR_SIGMA[1]) -> int:
     return 2 * int(3 * sigma_max + 0.5) + 1
 
 
+BLUR_KERNEL = blur_kernel_size()
+
+
+def gaussian_kernels(sigma: torch.Tensor, size: int = BLUR_KERNEL) -> torch.Tensor:
+    """Per-sample 1-D Gaussian taps `[n, size]` for `sigma` `[n]`: torchvision's (exp(-x^2 / 2 sigma^2) at the
+    integer offsets -size//2..size//2, normalized to sum 1)."""
+    x = torch.arange(size, dtype=torch.float32, device=sigma.device) - size // 2
+    pdf = torch.exp(-0.5 * (x[None, :] / sigma.float()[:, None]) ** 2)
+    return pdf / pdf.sum(1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int = BLUR_KERNEL) -> torch.Tensor:
+    """Float images `[n, C, H, W]` blurred with sigma[i] each (torchvision's gaussian_blur with a `size` x `size`
+    kernel: separable taps, reflect padding; H and W must exceed size // 2).
+
+    Every channel of every image is one group of a depthwise convolution, one pass per axis, in channels-last
+    layout (on the CPU, 4x less time than the planar layout)."""
+    n, c, h, w = x.shape
+    taps = gaussian_kernels(sigma, size).repeat_interleave(c, 0)            # [n * c, size]
+    half = size // 2
+    y = F.pad(x.reshape(1, n * c, h, w), (half, half, half, half), mode="reflect")
+    y = y.contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(y, taps[:, None, None, :], groups=n * c)
+    y = F.conv2d(y, taps[:, None, :, None], groups=n * c)
+    return y.reshape(n, c, h, w)
+
+
 def train_transform(size: int) -> v2.Compose:
     return v2.Compose([
         v2.ToImage(),
@@ -47,6 +78,31 @@ def train_transform(size: int) -> v2.Compose:
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
+
+
+DRAWS = 7  # per image: brightness, contrast, saturation, hue (turns), grayscale 0/1, blur sigma (0: none), flip 0/1
+
+
+def train_batch(crops: list[torch.Tensor], draws: torch.Tensor, size: int) -> torch.Tensor:
+    """Decoded random crops (uint8 `[h, w, 3]` each, any size) and their draws `[B, DRAWS]` -> the augmented batch
+    `[B, 3, size, size]` float32, on the crops' device: each crop resized as RandomResizedCrop resizes (bilinear,
+    antialias, uint8 out), the drawn ones flipped horizontally, then `blur_jitter_normalize`."""
+    dev = draws.device if not crops else crops[0].device
+    resized = torch.empty((len(crops), 3, size, size), dtype=torch.uint8, device=dev)
+    for i, crop in enumerate(crops):
+        resized[i] = v2.functional.resize(crop.permute(2, 0, 1), [size, size],
+                                          interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+    draws = draws.to(dev)
+    flip = (draws[:, 6] > 0).nonzero().flatten()
+    resized[flip] = resized[flip].flip(-1)
+    return blur_jitter_normalize(resized, draws[:, :6])
+
+
+def eval_batch(images: list[torch.Tensor], size: int) -> torch.Tensor:
+    """Decoded frames (uint8 `[h, w, 3]` each) -> `[B, 3, size, size]` float32 through `eval_transform`, the
+    reference loader's evaluation transform."""
+    transform = eval_transform(size)
+    return torch.stack([transform(img.permute(2, 0, 1)).as_subclass(torch.Tensor) for img in images])
 
 
 def eval_transform(size: int) -> v2.Compose:
@@ -94,22 +150,34 @@ def jitter_affine(draws: torch.Tensor, mean_luma: torch.Tensor) -> tuple[torch.T
     return m.float(), t.float()
 
 
-def jitter_normalize(image: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
-    """uint8 (or 0-255 float) images `[B, 3, H, W]` -> colour-jittered (see `jitter_affine`), clipped to 0-255 and
-    ImageNet-normalized float32, on the images' device. Images whose draws are all identity come out unchanged.
+def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """uint8 (or 0-255 float) images `[B, 3, H, W]` and their draws `[B, 6]` (the 5 colour draws of `jitter_affine`,
+    then the blur's sigma, 0 for no blur) -> blurred (`gaussian_blur`, only the images drawn for it), colour-jittered
+    (`jitter_affine`, with the contrast's mean grey level taken before the blur, as torchvision jitters first),
+    clipped to 0-255 and ImageNet-normalized float32, on the images' device. Images whose draws are all identity
+    come out unchanged.
+
+    The blur comes before the colour map (torchvision blurs after it): the two commute (both linear, the blur's
+    weights sum to 1) except where the colour map clips.
 
     On the CPU the batch goes through features.CPU_CHUNK images at a time (their float copies stay in cache)."""
     dev = image.device
+    draws = draws.to(dev)
+    sigma = draws[:, 5]
     # float32 sums of 0-255 values are exact up to 65,793 pixels (2^24 / 255); a float64 or int64 sum costs 20x more
     channel_means = image.flatten(2).sum(-1, dtype=torch.float32).double() / (image.shape[2] * image.shape[3])
     mean_luma = channel_means @ torch.tensor(LUMA, dtype=torch.float64, device=dev)
-    m, t = jitter_affine(draws.to(dev), mean_luma)
+    m, t = jitter_affine(draws[:, :5], mean_luma)
     mean = torch.tensor(IMAGENET_MEAN, device=dev)[:, None] * 255.0
     std = torch.tensor(IMAGENET_STD, device=dev)[:, None] * 255.0
     out = torch.empty(image.shape, dtype=torch.float32, device=dev)
     step = CPU_CHUNK if dev.type == "cpu" else max(len(image), 1)
     for i in range(0, len(image), step):
-        x = image[i:i + step].flatten(2).float()
+        x = image[i:i + step].to(torch.float32, copy=True)
+        blur = (sigma[i:i + step] > 0).nonzero().flatten()
+        if len(blur):
+            x[blur] = gaussian_blur(x[blur], sigma[i:i + step][blur])
+        x = x.flatten(2)
         y = out[i:i + step].view_as(x)
         torch.baddbmm(t[i:i + step, :, None], m[i:i + step], x, out=y)
         y.clamp_(0.0, 255.0).sub_(mean).div_(std)

@@ -1,16 +1,15 @@
 """The DALI loader: `fn.readers.webdataset` over the shard list with its index files, one graph for the CPU
-(`device_id=None`) and the GPU (`device='mixed'` JPEG decoding, GPU image ops, the waveform handed over on the GPU)
-chosen by `LoaderConfig.device`.
+(`device_id=None`) and the GPU (`device='mixed'` JPEG decoding, the images and the waveform handed over on the GPU)
+chosen by `LoaderConfig.device`, then the torch side of each batch on the same device.
 
 Graph per sample (train with augment / evaluation):
-- image: decoders.image_random_crop (area 0.3-1, aspect 3/4-4/3) + resize S x S (linear, antialias), Gaussian blur
-  with p 0.5 (sigma U(0.1, 2)), flip p 0.5, uint8 CHW out, plus the colour draws (jitter p 0.8 with factors
-  U(0.6, 1.4) and hue U(-0.1, 0.1) turns, grayscale p 0.2), which `augment.jitter_normalize` applies to the batch in
-  torch as one affine colour map per image, clipped once, then ImageNet normalisation. The blur comes before the
-  colour map (torchvision blurs after it): the two commute (both linear, the blur's weights sum to 1) except where
-  the colour map clips. DALI's per-pixel colour operators (hsv, color_twist, coord_transform) cost the CPU more
-  than the batched map (README, loader throughput) / eval: decode + square resize S x S (cubic, antialias, float)
-  + normalisation.
+- image: decoders.image_random_crop (area 0.3-1, aspect 3/4-4/3, only the crop is decoded) when training with
+  augmentation, else decoders.image, plus the per-sample draws of the rest (flip p 0.5; blur p 0.5 with sigma
+  U(0.1, 2); colour jitter p 0.8 with factors U(0.6, 1.4) and hue U(-0.1, 0.1) turns; grayscale p 0.2). In torch, on
+  the loader's device, `augment.train_batch` resizes each crop to S x S, flips, blurs, jitters and normalizes the
+  batch, and `augment.eval_batch` resizes each frame as the reference loader does (square, bicubic, antialias, on
+  float). On 2 CPU cores DALI's resize, gaussian_blur and per-pixel colour operators (hsv, color_twist,
+  coord_transform) cost several times more than these (README, loader throughput).
 - audio: decoders.audio (CPU-only in DALI) -> the window (centred, or uniform start when training with
   audio_window=random), zero-padded to the window length when the clip is shorter, plus its real length. In torch,
   on the loader's device, `features.mel_power` tiles each window to the input length exactly as SSL-TIE does (the
@@ -21,24 +20,32 @@ Epochs: a fresh pipeline per epoch, reading range (rank + epoch) % W of the glob
 global rank's range, num_shards = world size, pad_last_batch + reader_name), shuffled (training) with a buffer
 seeded from (seed, epoch, rank); the loader stops after the plan's number of batches, so all ranks take equal steps.
 Mid-epoch resume uses DALI's pipeline checkpointing (reader position + random state).
+
+Threads: DALI runs on `workers` threads; the torch side of each batch runs on a pool of `workers` threads too (one
+on the GPU, where it only queues kernels), a batch per thread, handed out in order with the DALI checkpoint taken
+right after that batch left the pipeline. On the CPU the two sides then share the cores instead of the torch side
+waiting on one thread.
 """
 from __future__ import annotations
 
 import base64
 import json
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from nvidia.dali import fn, pipeline_def, types
 import nvidia.dali.math as dmath
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
-from nvidia.dali.plugin.pytorch import DALIGenericIterator
+from nvidia.dali.plugin.pytorch import DALIRaggedIterator
 
 from pipeline import augment, features
 from pipeline.loaders import LoaderBase, default_workers
 from pipeline.shardindex import EpochPlan, ShardError
 
 READER = "Reader"
-OUTPUTS = ["image", "window", "json", "window_length", "colour"]
+OUTPUTS = ["image", "window", "json", "window_length", "draws"]
+OUTPUT_TYPES = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * 4   # images: one per size
 
 
 def _reason(exc: Exception) -> str:
@@ -52,20 +59,24 @@ def _uniform(lo: float, hi: float):
     return fn.random.uniform(range=[lo, hi])
 
 
-def _colour_draws():
-    """moco_v2's colour factors per sample `[5]` (brightness, contrast, saturation, hue in turns, grayscale 0/1):
-    jitter with p 0.8 (factors U(0.6, 1.4), hue U(-0.1, 0.1)), otherwise identity; grayscale with p 0.2.
-    `augment.jitter_normalize` applies them in torch."""
-    on = fn.cast(fn.random.coin_flip(probability=augment.JITTER_P), dtype=types.FLOAT)
-    gray = fn.cast(fn.random.coin_flip(probability=augment.GRAY_P), dtype=types.FLOAT)
+def _coin(p: float):
+    return fn.cast(fn.random.coin_flip(probability=p), dtype=types.FLOAT)
+
+
+def _image_draws():
+    """moco_v2's draws per sample `[augment.DRAWS]` (brightness, contrast, saturation, hue in turns, grayscale 0/1,
+    blur sigma, flip 0/1): jitter with p 0.8 (factors U(0.6, 1.4), hue U(-0.1, 0.1)), otherwise identity;
+    grayscale with p 0.2; blur with p 0.5 (sigma U(0.1, 2)), otherwise sigma 0; flip with p 0.5.
+    `augment.train_batch` applies them in torch."""
+    on, gray, blur = _coin(augment.JITTER_P), _coin(augment.GRAY_P), _coin(augment.BLUR_P)
     b, c, s, h = augment.JITTER
     return fn.stack(1.0 + on * _uniform(-b, b), 1.0 + on * _uniform(-c, c), 1.0 + on * _uniform(-s, s),
-                    on * _uniform(-h, h), gray)
+                    on * _uniform(-h, h), gray, blur * _uniform(*augment.BLUR_SIGMA), _coin(augment.FLIP_P))
 
 
-@pipeline_def(enable_conditionals=True)
-def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, reader_seed, image_size, train_aug,
-           random_window, window_samples, gpu):
+@pipeline_def
+def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, reader_seed, train_aug, random_window,
+           window_samples, gpu):
     js, jpg, audio = fn.readers.webdataset(
         paths=tars, index_paths=indexes, ext=["json", "jpg", "flac;wav"], missing_component_behavior="skip",
         shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, random_shuffle=shuffle,
@@ -75,21 +86,10 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
         lo, hi = augment.CROP_SCALE
         img = fn.decoders.image_random_crop(jpg, device=decode_device, output_type=types.RGB, random_area=[lo, hi],
                                             random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10)
-        img = fn.resize(img, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_LINEAR,
-                        antialias=True)
-        sigma = _uniform(*augment.BLUR_SIGMA)
-        if fn.random.coin_flip(probability=augment.BLUR_P, dtype=types.BOOL):  # only the drawn samples pay
-            img = fn.gaussian_blur(img, sigma=sigma)
-        flip = fn.random.coin_flip(probability=augment.FLIP_P)
-        img = fn.crop_mirror_normalize(img, mirror=flip, output_layout="CHW", dtype=types.UINT8)
-        colour = _colour_draws()
+        draws = _image_draws()
     else:
         img = fn.decoders.image(jpg, device=decode_device, output_type=types.RGB)
-        img = fn.resize(img, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_CUBIC,
-                        antialias=True, dtype=types.FLOAT)
-        img = fn.crop_mirror_normalize(img, mean=[m * 255.0 for m in features.IMAGENET_MEAN],
-                                       std=[s * 255.0 for s in features.IMAGENET_STD], output_layout="CHW")
-        colour = fn.constant(fdata=0.0)  # unused: evaluation images come out normalized
+        draws = fn.constant(fdata=0.0)  # unused: nothing is drawn for evaluation
 
     wave, _ = fn.decoders.audio(audio, dtype=types.FLOAT, downmix=True)
     length = wave.shape(dtype=types.INT64)[0]
@@ -105,7 +105,7 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
                      out_of_bounds_policy="pad")  # zeros past a short clip
     if gpu:
         piece = piece.gpu()
-    return img, piece, fn.pad(js, fill_value=0), win, colour
+    return img, piece, fn.pad(js, fill_value=0), win, draws
 
 
 class DaliLoader(LoaderBase):
@@ -114,7 +114,7 @@ class DaliLoader(LoaderBase):
         self.gpu = cfg.device == "cuda"
         if self.gpu and not torch.cuda.is_available():
             raise ValueError("loader device 'cuda' asked for, but no GPU is visible")
-        self._iterator: DALIGenericIterator | None = None
+        self._checkpoint: bytes | str | None = None   # the DALI iterator's, after the last batch handed out
 
     def _pipeline(self, plan: EpochPlan, checkpoint: bytes | None):
         pipe = _graph(
@@ -126,7 +126,7 @@ class DaliLoader(LoaderBase):
             shard_id=plan.shard_id, num_shards=plan.num_shards, shuffle=self.train,
             shuffle_buffer=self.cfg.shuffle_buffer,
             reader_seed=features.mix_seed(self.seed, self.epoch, self.rank, 3) % (2**31),
-            image_size=self.cfg.image_size, train_aug=self.augment,
+            train_aug=self.augment,
             random_window=self.train and self.cfg.audio_window == "random",
             window_samples=self.window_samples, gpu=self.gpu)
         pipe.build()
@@ -134,35 +134,56 @@ class DaliLoader(LoaderBase):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        if self._iterator is not None and 0 < self.consumed:
-            cp = self._iterator.checkpoints()[0]   # JSON-safe: trainers save this dict in state.json
+        if self._checkpoint is not None and 0 < self.consumed:  # JSON-safe: trainers save this dict in state.json
+            cp = self._checkpoint
             state["dali"] = base64.b64encode(cp if isinstance(cp, bytes) else cp.encode()).decode("ascii")
         return state
+
+    def _next_outputs(self, iterator: DALIRaggedIterator, plan: EpochPlan) -> dict:
+        """The pipeline's next batch (the iterator's tensors are new ones each batch, or DLPack views DALI keeps
+        alive, so the torch side may use them while DALI runs on)."""
+        try:
+            out = next(iterator)[0]
+        except StopIteration:
+            raise ShardError(f"{self.shards.tars[0].parent}: DALI ran out of samples before batch "
+                             f"{plan.num_batches} of the plan; the index files do not match the tars") from None
+        except RuntimeError as exc:
+            raise ShardError(f"{self.shards.tars[0].parent}: DALI failed on a sample: {_reason(exc)}") from None
+        return out
+
+    def _tensors(self, out: dict):
+        """(image, mel power, label, keys) of one batch of pipeline outputs: the torch side of the graph."""
+        metas = [json.loads(bytes(j.numpy()).rstrip(b"\0")) for j in out["json"]]
+        size = self.cfg.image_size
+        image = (augment.train_batch(out["image"], out["draws"], size) if self.augment else
+                 augment.eval_batch(out["image"], size))
+        mel = features.mel_power(out["window"].to(self.device), out["window_length"].reshape(-1),
+                                 self.input_samples).unsqueeze(1)
+        label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)
+        return image, mel, label, [str(m["id"]) for m in metas]
 
     def _raw_batches(self, plan, start, resume):
         checkpoint = base64.b64decode(resume["dali"]) if resume and "dali" in resume else None
         if start and checkpoint is None:
             raise ValueError("a mid-epoch DALI loader state needs its 'dali' checkpoint")
+        self._checkpoint = checkpoint
         try:
             pipe = self._pipeline(plan, checkpoint)
-            self._iterator = DALIGenericIterator(pipe, OUTPUTS, reader_name=READER,
-                                                 last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
+            iterator = DALIRaggedIterator(pipe, OUTPUTS, reader_name=READER, output_types=OUTPUT_TYPES,
+                                          last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
         except RuntimeError as exc:
             raise ShardError(f"{self.shards.tars[0].parent}: DALI cannot open the shards: {_reason(exc)}") from None
-        for _ in range(start, plan.num_batches):
-            try:
-                out = next(self._iterator)[0]
-            except StopIteration:
-                raise ShardError(f"{self.shards.tars[0].parent}: DALI ran out of samples before batch "
-                                 f"{plan.num_batches} of the plan; the index files do not match the tars") from None
-            except RuntimeError as exc:
-                raise ShardError(f"{self.shards.tars[0].parent}: DALI failed on a sample: {_reason(exc)}") from None
-            metas = [json.loads(bytes(j.cpu().numpy()).rstrip(b"\0")) for j in out["json"]]
-            if self.augment:
-                image = augment.jitter_normalize(out["image"].to(self.device), out["colour"])
-            else:
-                image = out["image"].to(self.device, copy=True)
-            mel = features.mel_power(out["window"].to(self.device), out["window_length"].reshape(-1),
-                                     self.input_samples).unsqueeze(1)
-            label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)
-            yield image, mel, label, [str(m["id"]) for m in metas]
+        threads = 1 if self.gpu else default_workers(self.cfg)
+        pending: deque = deque()   # (future of _tensors, the iterator's checkpoint after that batch), in order
+        with ThreadPoolExecutor(threads, thread_name_prefix="dali-torch") as pool:
+            for _ in range(start, plan.num_batches):
+                out = self._next_outputs(iterator, plan)
+                pending.append((pool.submit(self._tensors, out), iterator.checkpoints()[0]))
+                if len(pending) > threads:
+                    yield self._hand_out(pending)
+            while pending:
+                yield self._hand_out(pending)
+
+    def _hand_out(self, pending: deque):
+        future, self._checkpoint = pending.popleft()
+        return future.result()

@@ -1,4 +1,4 @@
-"""pipeline.augment's batched colour map (the DALI loader's jitter) against torchvision's colour functions."""
+"""pipeline.augment's batched blur and colour map (the DALI loader's) against torchvision's functions."""
 import torch
 from torchvision.transforms.v2 import functional as TF
 
@@ -18,10 +18,14 @@ def normalize(x255):
     return (x255 / 255.0 - mean) / std
 
 
+def no_blur(colour_draws):
+    return torch.cat([colour_draws, torch.zeros(len(colour_draws), 1)], dim=1)
+
+
 def test_brightness_contrast_saturation_are_torchvisions():
     img = mid_range_images()
     draws = torch.tensor([[1.1, 0.8, 1.2, 0.0, 0.0], [0.9, 1.15, 0.7, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0]])
-    ours = augment.jitter_normalize(img, draws)
+    ours = augment.blur_jitter_normalize(img, no_blur(draws))
     for i, (b, k, s, _, _) in enumerate(draws.tolist()):
         x = img[i].float() / 255.0
         ref = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x, b), k), s) * 255.0
@@ -32,7 +36,7 @@ def test_brightness_contrast_saturation_are_torchvisions():
 def test_grayscale_and_hue_keep_luma():
     img = mid_range_images(seed=1)
     luma = torch.tensor(augment.LUMA)
-    grey = augment.jitter_normalize(img, torch.tensor([[1.0, 1.0, 1.0, 0.0, 1.0]] * 3))
+    grey = augment.blur_jitter_normalize(img, no_blur(torch.tensor([[1.0, 1.0, 1.0, 0.0, 1.0]] * 3)))
     ref = TF.rgb_to_grayscale(img.float() / 255.0, num_output_channels=3) * 255.0
     # torchvision weighs red 0.2989, we 0.299 (so that the weights sum to 1 and greys stay grey): < 0.03 grey levels
     assert float((grey - torch.stack([normalize(r) for r in ref])).abs().max()) < 5e-4
@@ -46,5 +50,30 @@ def test_grayscale_and_hue_keep_luma():
 
 def test_clipping_happens_once_at_the_end():
     img = torch.full((1, 3, 4, 4), 250, dtype=torch.uint8)
-    out = augment.jitter_normalize(img, torch.tensor([[1.4, 1.0, 1.0, 0.0, 0.0]]))
+    out = augment.blur_jitter_normalize(img, no_blur(torch.tensor([[1.4, 1.0, 1.0, 0.0, 0.0]])))
     assert torch.allclose(out[0], normalize(torch.full((3, 4, 4), 255.0)), atol=1e-5)
+
+
+def test_blur_is_torchvisions_gaussian_blur():
+    g = torch.Generator().manual_seed(3)
+    img = torch.randint(0, 256, (4, 3, 24, 20), generator=g, dtype=torch.uint8)
+    sigma = torch.tensor([0.1, 0.7, 2.0, 0.0])          # 0: not blurred
+    identity = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0]] * 4)
+    ours = augment.blur_jitter_normalize(img, torch.cat([identity, sigma[:, None]], dim=1))
+    for i, s in enumerate(sigma.tolist()):
+        x = img[i].float()
+        ref = TF.gaussian_blur(x, [augment.BLUR_KERNEL] * 2, [s, s]) if s else x
+        assert float((ours[i] - normalize(ref)).abs().max()) < 1e-4, s
+    assert augment.gaussian_kernels(torch.tensor([0.5, 2.0])).sum(1).allclose(torch.ones(2))
+
+
+def test_blur_then_colour_is_colour_then_blur_where_nothing_clips():
+    img = mid_range_images(n=2, size=20, seed=4)
+    draws = torch.tensor([[1.1, 0.8, 1.2, 0.05, 0.0, 1.3], [0.9, 1.2, 0.8, -0.05, 1.0, 0.6]])
+    ours = augment.blur_jitter_normalize(img, draws)
+    for i in range(2):
+        mean_luma = img[i].float().mean((1, 2)) @ torch.tensor(augment.LUMA)
+        m, t = augment.jitter_affine(draws[i:i + 1, :5], mean_luma[None])
+        coloured = (m[0] @ img[i].float().flatten(1) + t[0][:, None]).view(3, 20, 20)
+        ref = TF.gaussian_blur(coloured, [augment.BLUR_KERNEL] * 2, [float(draws[i, 5])] * 2)
+        assert float((ours[i] - normalize(ref)).abs().max()) < 1e-3

@@ -46,11 +46,8 @@ def test_dali_cpu_and_reference_give_the_same_tensors(shard_dir, size, seconds):
     assert torch.equal(cat(dali, "label"), cat(ref, "label"))
     img_d, img_r = cat(dali, "image"), cat(ref, "image")
     assert img_d.shape == (len(keys), 3, size, size)
-    grey = (grey_levels(img_d) - grey_levels(img_r)).abs()
-    if size == 224:
-        assert float(grey.max()) <= 2.0
-    else:   # a 2x+ downscale: DALI's antialiased cubic kernel is wider than torchvision's (measured max 4.5 on stripes)
-        assert float(grey.max()) <= 6.0 and float(grey.mean()) <= 0.5
+    # both resize with augment.eval_transform; the JPEG decoders (DALI's, torchvision's) may round differently
+    assert float((grey_levels(img_d) - grey_levels(img_r)).abs().max()) <= 2.0
     mel_d, mel_r = cat(dali, "logmel"), cat(ref, "logmel")
     assert mel_d.shape == (len(keys), 1, 257, features.num_frames(int(seconds * 16000)))
     # float32 FFT rounding differs between DALI and torch; it reaches 1e-3 dB only in cells more than 60 dB below

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import features
+from pipeline import augment, features
 from pipeline.loaders import LoaderConfig, build_loader
 from pipeline.shardindex import ShardError, ShardSet
 
@@ -131,6 +131,25 @@ def test_train_augmentation_statistics(shard_dir, backend):
         e += 1
     assert 0.05 < gray / n < 0.4              # RandomGrayscale p 0.2
     assert changed / n > 0.9                  # crops, jitter, flips move almost every image
+
+
+def test_dali_image_draws_statistics(shard_dir):
+    """The per-image draws of the DALI graph (augment.train_batch applies them): probabilities and ranges."""
+    import numpy as np
+    cfg = LoaderConfig(batch_size=8, image_size=32, clip_seconds=1.0, window_seconds=1.0, workers=1)
+    ld = build_loader(cfg, shard_dir, split="train", train=True, seed=6)
+    pipe = ld._pipeline(ld.plan(0), None)
+    draws = np.concatenate([np.array(pipe.run()[4].as_tensor()) for _ in range(150)])  # copies; the reader wraps around
+    assert draws.shape == (1200, augment.DRAWS)
+    b, k, s, h, gray, sigma, flip = draws.T
+    jitter = (b != 1) | (k != 1) | (s != 1) | (h != 0)
+    for factor in (b, k, s):
+        assert factor.min() >= 0.6 and factor.max() <= 1.4
+    assert np.abs(h).max() <= 0.1 and set(np.unique(gray)) == set(np.unique(flip)) == {0.0, 1.0}
+    assert sigma[sigma > 0].min() >= 0.1 and sigma.max() <= 2.0
+    # 4.5 standard deviations either side at n 1200
+    for p, drawn in ((0.8, jitter), (0.2, gray == 1), (0.5, sigma > 0), (0.5, flip == 1)):
+        assert abs(drawn.mean() - p) < 4.5 * (p * (1 - p) / len(draws)) ** 0.5
 
 
 def test_offscreen_is_another_class(shard_dir):

@@ -168,8 +168,12 @@ def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor) -> torch.Ten
     channel_means = image.flatten(2).sum(-1, dtype=torch.float32).double() / (image.shape[2] * image.shape[3])
     mean_luma = channel_means @ torch.tensor(LUMA, dtype=torch.float64, device=dev)
     m, t = jitter_affine(draws[:, :5], mean_luma)
-    mean = torch.tensor(IMAGENET_MEAN, device=dev)[:, None] * 255.0
-    std = torch.tensor(IMAGENET_STD, device=dev)[:, None] * 255.0
+    # the normalisation folded into the map: (clip(M x + t, 0, 255) - mean) / std = clip(M' x + t', lo, hi) with
+    # M' = M / std, t' = (t - mean) / std and each channel's bounds lo = -mean / std, hi = (255 - mean) / std
+    mean = torch.tensor(IMAGENET_MEAN, device=dev) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=dev) * 255.0
+    m, t = m / std[:, None], (t - mean) / std
+    bounds = [(-mu / sd, (255.0 - mu) / sd) for mu, sd in zip(mean.tolist(), std.tolist())]
     out = torch.empty(image.shape, dtype=torch.float32, device=dev)
     step = CPU_CHUNK if dev.type == "cpu" else max(len(image), 1)
     for i in range(0, len(image), step):
@@ -180,5 +184,6 @@ def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor) -> torch.Ten
         x = x.flatten(2)
         y = out[i:i + step].view_as(x)
         torch.baddbmm(t[i:i + step, :, None], m[i:i + step], x, out=y)
-        y.clamp_(0.0, 255.0).sub_(mean).div_(std)
+        for c, (lo, hi) in enumerate(bounds):      # one pass per channel plane, scalar bounds
+            y[:, c].clamp_(lo, hi)
     return out

@@ -120,8 +120,10 @@ def power_to_mel(power: torch.Tensor) -> torch.Tensor:
 CPU_CHUNK = 4  # waveforms per STFT + mel pass on the CPU
 
 
-def mel_power(wave: torch.Tensor, lengths: torch.Tensor | None = None, length: int | None = None) -> torch.Tensor:
-    """Waveform `[..., N]` float -> mel power `[..., 257, 1 + N // 239]` (before dB).
+def mel_power(wave: torch.Tensor, lengths: torch.Tensor | None = None, length: int | None = None, *,
+              db: bool = False) -> torch.Tensor:
+    """Waveform `[..., N]` float -> mel power `[..., 257, 1 + N // 239]` (in dB with `db`: `to_db` applied to each
+    chunk while it is in cache).
 
     With `lengths` `[B]` and `length`, `wave` `[B, W]` holds audio windows of which the first lengths[i] samples are
     real, and each is first tiled to `length` samples by `tile`.
@@ -143,10 +145,11 @@ def mel_power(wave: torch.Tensor, lengths: torch.Tensor | None = None, length: i
             n = sizes[i:j]
             part = (tile(part[:, :n[0]], length) if len(set(n)) == 1 else   # one batched repeat when all match
                     torch.stack([tile(w[:k], length) for w, k in zip(part, n)]))
-        return power_to_mel(stft_power(part))
+        mel = power_to_mel(stft_power(part))
+        return to_db(mel, inplace=True) if db else mel
 
     if wave.dim() < 2:
-        return power_to_mel(stft_power(wave))
+        return chunk(0, None)
     if wave.device.type != "cpu" or wave.shape[0] <= CPU_CHUNK:
         return chunk(0, wave.shape[0])
     out = torch.empty(wave.shape[:-1] + (N_MELS, num_frames(length)), dtype=torch.float32)
@@ -219,22 +222,25 @@ def spec_augment_params(batch: int, frames: int, generator: torch.Generator | No
     return out
 
 
-def apply_masks(power: torch.Tensor, masks: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
-    """Zero the masked time columns and mel rows of `[B, ..., F, T]` mel power (a new tensor, or `power` itself
-    with `inplace`)."""
+def apply_masks(power: torch.Tensor, masks: torch.Tensor, *, inplace: bool = False, fill: float = 0.0) -> torch.Tensor:
+    """Set the masked time columns and mel rows of `[B, ..., F, T]` mel power to `fill` (a new tensor, or `power`
+    itself with `inplace`). SpecAugment zeroes mel power before dB; on a log-mel, `fill` DB_FLOOR gives the same
+    values (to_db(0) is DB_FLOOR)."""
     out = power if inplace else power.clone()
     for i, (ts, tw, fs, fw) in enumerate(masks.tolist()):
         if tw:
-            out[i, ..., ts:ts + tw] = 0.0
+            out[i, ..., ts:ts + tw] = fill
         if fw:
-            out[i, ..., fs:fs + fw, :] = 0.0
+            out[i, ..., fs:fs + fw, :] = fill
     return out
 
 
 def spec_augment(power: torch.Tensor, generator: torch.Generator | None = None, *, inplace: bool = False,
-                 **kw) -> torch.Tensor:
-    """SpecAugment on a batch of mel power `[B, ..., 257, T]` (before dB), one draw per sample."""
-    return apply_masks(power, spec_augment_params(power.shape[0], power.shape[-1], generator, **kw), inplace=inplace)
+                 fill: float = 0.0, **kw) -> torch.Tensor:
+    """SpecAugment on a batch of mel power `[B, ..., 257, T]` (before dB; on a log-mel with `fill` DB_FLOOR), one
+    draw per sample."""
+    masks = spec_augment_params(power.shape[0], power.shape[-1], generator, **kw)
+    return apply_masks(power, masks, inplace=inplace, fill=fill)
 
 
 def silence_logmel(batch: int, num_samples: int, *, db: bool = False,

@@ -14,7 +14,7 @@ Graph per sample (train with augment / evaluation):
   audio_window=random), zero-padded to the window length when the clip is shorter, plus its real length. In torch,
   on the loader's device, `features.mel_power` tiles each window to the input length exactly as SSL-TIE does (the
   reference loader's `features.tile`) and computes the log-mel (the one definition both loaders use; on 2 CPU cores
-  torch's STFT also costs less than DALI's CPU spectrogram operator), then pipeline.loaders adds SpecAugment and dB.
+  torch's STFT also costs less than DALI's CPU spectrogram operator) in dB, then pipeline.loaders adds SpecAugment.
 
 Epochs: a fresh pipeline per epoch, reading range (rank + epoch) % W of the global sample list (shard_id is the
 global rank's range, num_shards = world size, pad_last_batch + reader_name), shuffled (training) with a buffer
@@ -152,13 +152,13 @@ class DaliLoader(LoaderBase):
         return out
 
     def _tensors(self, out: dict):
-        """(image, mel power, label, keys) of one batch of pipeline outputs: the torch side of the graph."""
+        """(image, log-mel in dB, label, keys) of one batch of pipeline outputs: the torch side of the graph."""
         metas = [json.loads(bytes(j.numpy()).rstrip(b"\0")) for j in out["json"]]
         size = self.cfg.image_size
         image = (augment.train_batch(out["image"], out["draws"], size) if self.augment else
                  augment.eval_batch(out["image"], size))
         mel = features.mel_power(out["window"].to(self.device), out["window_length"].reshape(-1),
-                                 self.input_samples).unsqueeze(1)
+                                 self.input_samples, db=True).unsqueeze(1)
         label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)
         return image, mel, label, [str(m["id"]) for m in metas]
 

@@ -123,7 +123,7 @@ class ReferenceLoader(LoaderBase):
         g = features.negative_generator(self.seed, self.epoch, self.rank, position, 1)
         mode = self.cfg.audio_window if self.train else "center"
         wave = features.clip_to_input(wave, self.window_samples, self.input_samples, mode, g)
-        mel = features.mel_power(wave).unsqueeze(0)
+        mel = features.mel_power(wave, db=True).unsqueeze(0)
         img = decode_image(raw[IMAGE_EXT], where)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))

@@ -7,11 +7,11 @@ yields `Batch`es for one epoch per iteration (docs/ARCHITECTURE.md section 3):
 - `loader.state_dict()` / `load_state_dict()` save and restore the position inside an epoch (epoch, batches consumed,
   and for DALI the pipeline checkpoint: reader position and random state), so a resumed run continues mid-epoch.
 
-Both backends produce mel power with `features.mel_power` (DALI: from the pipeline's audio windows, tiled there, on
-the loader's device; reference: in the DataLoader workers) and share the rest here, so the two cannot drift apart:
-SpecAugment (training, before dB), dB, offscreen partners, and the optional silence/noise inputs, all drawn from one
-generator seeded by (seed, epoch, rank, batch), which makes a resumed epoch reproduce the batches it would have
-produced.
+Both backends produce the log-mel in dB with `features.mel_power` (DALI: from the pipeline's audio windows, tiled
+there, on the loader's device; reference: in the DataLoader workers) and share the rest here, so the two cannot drift
+apart: SpecAugment (training; the masked cells read -100 dB, as when the mel power is zeroed before dB), offscreen
+partners, and the optional silence/noise inputs, all drawn from one generator seeded by (seed, epoch, rank, batch),
+which makes a resumed epoch reproduce the batches it would have produced.
 """
 from __future__ import annotations
 
@@ -120,16 +120,16 @@ class LoaderBase:
 
     def _raw_batches(self, plan: EpochPlan, start: int, resume: dict | None
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]]:
-        """(image [B,3,S,S] normalized, mel power [B,1,257,T], label [B], keys) for batches start.. of the plan;
-        the tensors are the batch's own (`_finish` changes the mel in place)."""
+        """(image [B,3,S,S] normalized, log-mel [B,1,257,T] in dB, label [B], keys) for batches start.. of the
+        plan; the tensors are the batch's own (`_finish` masks the log-mel in place)."""
         raise NotImplementedError
 
-    def _finish(self, image: torch.Tensor, mel: torch.Tensor, label: torch.Tensor, keys: list[str], step: int,
+    def _finish(self, image: torch.Tensor, logmel_db: torch.Tensor, label: torch.Tensor, keys: list[str], step: int,
                 previous: tuple[torch.Tensor, torch.Tensor] | None) -> Batch:
         g = features.negative_generator(self.seed, self.epoch, self.rank, step)
-        if self.augment and self.cfg.spec_augment:   # `mel` is this batch's own tensor: changed in place
-            mel = features.spec_augment(mel, g, inplace=True)
-        logmel = features.to_db(mel, inplace=True)
+        logmel = logmel_db
+        if self.augment and self.cfg.spec_augment:   # this batch's own tensor: changed in place
+            logmel = features.spec_augment(logmel, g, inplace=True, fill=features.DB_FLOOR)
         batch = Batch(image=image, logmel=logmel, label=label, key=keys)
         if self.cfg.offscreen:
             pool_mel, pool_label = logmel, label

@@ -54,6 +54,7 @@ def test_cpu_chunks_give_the_whole_batch_values():
     assert chunked.shape == (9, 1, 257, F.num_frames(24000))
     assert torch.allclose(chunked, whole, rtol=1e-6, atol=1e-9)
     assert torch.equal(chunked[4], F.mel_power(wave[4]))
+    assert torch.equal(F.mel_power(wave, db=True), F.to_db(chunked))   # each chunk to dB while in cache
 
 
 def test_mel_power_tiles_windows_as_tile_does():
@@ -109,6 +110,8 @@ def test_spec_augment_statistics():
     assert int((out[0, 0] == 0).all(0).sum()) == 5 and int((out[0, 0] == 0).all(1).sum()) == 3
     assert torch.all(out[1] == 1) and torch.all(out[2, 0, :, 660:] == 0) and torch.all(out[2, 0, 254:] == 0)
     assert torch.all(F.to_db(out)[0, 0, :, 10:15] == -100.0)        # masked before dB
+    # masking the log-mel with the dB floor gives the same values as masking the power before dB
+    assert torch.equal(F.apply_masks(F.to_db(power), masks, fill=F.DB_FLOOR), F.to_db(out))
     assert torch.all(power == 1)
 
 

@@ -155,8 +155,8 @@ class DaliLoader(LoaderBase):
         """(image, log-mel in dB, label, keys) of one batch of pipeline outputs: the torch side of the graph."""
         metas = [json.loads(bytes(j.numpy()).rstrip(b"\0")) for j in out["json"]]
         size = self.cfg.image_size
-        image = (augment.train_batch(out["image"], out["draws"], size) if self.augment else
-                 augment.eval_batch(out["image"], size))
+        frames = [f.to(self.device) for f in out["image"]]        # no copy where DALI decoded on this device
+        image = augment.train_batch(frames, out["draws"], size) if self.augment else augment.eval_batch(frames, size)
         mel = features.mel_power(out["window"].to(self.device), out["window_length"].reshape(-1),
                                  self.input_samples, db=True).unsqueeze(1)
         label = torch.tensor([int(m["class_index"]) for m in metas], dtype=torch.int64, device=self.device)

@@ -11,7 +11,6 @@ full. Both give the same counts on the reference subset, which the benchmark che
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,10 +20,11 @@ import time
 import numba
 import numpy as np
 
-from eval.errors import EvalError, run_cli
+from eval.errors import EvalError
 from eval.metrics.kernels import ThresholdGrid, sweep
 from eval.metrics.reference import sweep_ref
-from pipeline.atomic import atomic_write_text
+from pipeline.common.atomic import atomic_write_text
+from pipeline.common.cli import Parser, run_cli
 
 
 def make_workload(n: int, native: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def make_workload(n: int, native: int, size: int, seed: int) -> tuple[np.ndarray
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m eval.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--maps", type=int, default=5158)
     ap.add_argument("--thresholds", type=int, default=1001)
     ap.add_argument("--native", type=int, default=14, help="native map size h = w")

@@ -5,7 +5,7 @@
   (REFERENCE.md A.2).
 - Audio: channel 0 of the file (as the ICASSP SSL-TIE loader), resampled to 16 kHz if the file has another rate, then
   the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
-  S4), and `pipeline.features.logmel` (dB): [1, 257, T].
+  S4), and `pipeline.load.features.logmel` (dB): [1, 257, T].
 A file that cannot be decoded becomes an `error` entry naming it (DataLoader workers would otherwise wrap the exception
 in a multi-line message); `batches` raises it as an EvalError in the main process.
 """
@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from eval.errors import EvalError
 from eval.testsets import TestSet
-from pipeline.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, logmel, seconds_to_samples, tile
+from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, logmel, seconds_to_samples, tile
 
 
 def load_rgb(path, size: int) -> torch.Tensor:

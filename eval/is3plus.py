@@ -15,7 +15,6 @@ OUT_DIR/IS3plus_annotation.json lists IS3's records with paths relative to OUT_D
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -29,10 +28,11 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from eval.errors import EvalError, run_cli
+from eval.errors import EvalError
 from eval.testsets import IS3PLUS_ANNOTATION, read_testset
-from pipeline.atomic import atomic_open, atomic_write_json
-from pipeline.configio import load_config, save_config
+from pipeline.common.atomic import atomic_open, atomic_write_json
+from pipeline.common.cli import Parser, run_cli
+from pipeline.common.config import load_config, save_config
 
 
 @dataclass
@@ -115,7 +115,7 @@ def build(cfg: IS3PlusConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.is3plus",
+    ap = Parser(prog="python -m eval.is3plus",
                                  description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--config", help="YAML file of IS3PlusConfig options")
     ap.add_argument("--is3")

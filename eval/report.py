@@ -11,7 +11,6 @@ OUT/overlays_{testset}_{model}.png.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -25,11 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval.errors import EvalError, run_cli  # noqa: E402
+from eval.errors import EvalError  # noqa: E402
 from eval.metrics.upsample import upsample  # noqa: E402
 from eval.paper import paper_rows  # noqa: E402
 from eval.store import Store, read_store  # noqa: E402
-from pipeline.atomic import atomic_open, atomic_write_text  # noqa: E402
+from pipeline.common.atomic import atomic_open, atomic_write_text  # noqa: E402
+from pipeline.common.cli import Parser, run_cli  # noqa: E402
 
 TESTSET_TITLES = {"vggss": "VGG-SS", "is3": "IS3", "is3plus": "IS3+", "s4": "AVS-Bench S4"}
 NEG_KINDS = ("silence", "noise", "offscreen")
@@ -231,7 +231,7 @@ def write_report(paths: list[str | Path], out: str | Path, paper: bool = False) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.report",
+    ap = Parser(prog="python -m eval.report",
                                  description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("results", nargs="+", help="results folders written by eval.run")
     ap.add_argument("--out", required=True, help="report folder")

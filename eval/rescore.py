@@ -10,22 +10,18 @@ folder stays consistent). metrics.json is written atomically, and only from a st
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
-from eval.errors import EvalError, run_cli
-from eval.metrics import NEGATIVE_KINDS, compute_all
+from eval.config import EvalConfig
+from eval.errors import EvalError
+from eval.metrics import NEGATIVE_KINDS, MetricError, compute_all
 from eval.report import write_report
 from eval.score import jsonable
 from eval.store import read_store
-from pipeline.atomic import atomic_write_json
-from pipeline.configio import load_config, save_config
-
-
-def _config_class():
-    from eval.run import EvalConfig
-    return EvalConfig
+from pipeline.common.atomic import atomic_write_json
+from pipeline.common.cli import Parser, run_cli
+from pipeline.common.config import load_config, save_config
 
 
 def score_store(results: Path, cfg) -> dict:
@@ -38,11 +34,14 @@ def score_store(results: Path, cfg) -> dict:
         calibration = {k: other[f"max_{k}"].ravel() for k in NEGATIVE_KINDS if f"max_{k}" in other}
     if cfg.image_embedding not in ("mean", "peak"):
         raise EvalError(f"image_embedding must be mean or peak, got {cfg.image_embedding!r}")
-    metrics = compute_all(
-        store["pos"], store["gt"], store.maps_neg, cfg=cfg.metrics,
-        image_ids=store["groups"],
-        img_emb=store[f"emb_image_{cfg.image_embedding}"], aud_emb=store["emb_audio"],
-        retrieval_scores=store["retrieval"], labels=store["labels"], calibration_maxima=calibration)
+    try:
+        metrics = compute_all(
+            store["pos"], store["gt"], store.maps_neg, cfg=cfg.metrics,
+            image_ids=store["groups"],
+            img_emb=store[f"emb_image_{cfg.image_embedding}"], aud_emb=store["emb_audio"],
+            retrieval_scores=store["retrieval"], labels=store["labels"], calibration_maxima=calibration)
+    except MetricError as exc:
+        raise EvalError(str(exc)) from None
     return {"model": attrs.get("model"), "testset": attrs.get("testset"), "checkpoint": attrs.get("checkpoint"),
             "data": attrs.get("data"), "samples": attrs.get("num_samples"), "seeds": attrs.get("seeds"),
             "gt_kind": attrs.get("gt_kind"), "audio_seconds": attrs.get("audio_seconds"),
@@ -54,7 +53,7 @@ def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Pat
     """Score the store in `results` (config: `cfg`, default the run's config.yaml) into `out` (default `results`)."""
     results = Path(results)
     if cfg is None:
-        cfg = load_config(_config_class(), results / "config.yaml")
+        cfg = load_config(EvalConfig, results / "config.yaml")
     out = Path(out) if out is not None else results
     info = score_store(results, cfg)
     save_config(cfg, out / "config.yaml")
@@ -66,7 +65,7 @@ def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.rescore",
+    ap = Parser(prog="python -m eval.rescore",
                                  description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("results", help="a results folder written by eval.run")
     ap.add_argument("--out", help="where to write (default: the results folder)")
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results)
     if not (results / "config.yaml").is_file():
         raise EvalError(f"{results}: no config.yaml (not an eval.run results folder)")
-    cfg = load_config(_config_class(), results / "config.yaml", args.overrides)
+    cfg = load_config(EvalConfig, results / "config.yaml", args.overrides)
     if args.calibration is not None:
         cfg = dataclasses.replace(cfg, calibration=args.calibration)
     print(f"wrote {rescore(results, cfg, args.out)}")

@@ -8,7 +8,7 @@
    as S4's five frames share their video's wav, is encoded once).
 3. Image pass, per batch: visual map v_i, then the raw cosine maps at native resolution (14 x 14 for 224 px):
    pos = <v_i, a_i>; silence = <v_i, a_silence>; noise[s] = <v_i, a_noise(i, seed s)>; offscreen[s] = <v_i, a_j(s)>
-   with j(s) drawn as REFERENCE.md D.6 says (`eval.negatives`; the offscreen audio is processed exactly like a positive,
+   with j(s) drawn as REFERENCE.md D.6 says (`eval.offscreen`; the offscreen audio is processed exactly like a positive,
    so its embedding is a_j); per-sample maxima; embeddings (a_i, mean of v_i over pixels, v_i at the argmax of the
    positive map); the retrieval matrix max_p <v_i(p), a_j> over all pairs; the ground truth.
 4. The store is marked complete, then the metrics are computed from the store (as `python -m eval.rescore` does) and
@@ -17,11 +17,9 @@
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,42 +27,18 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from eval.errors import EvalError, run_cli
+from eval.config import EvalConfig
+from eval.errors import EvalError
 from eval.inputs import EvalInputs, batches, collate, load_rgb
-from eval.metrics import MetricConfig
-from eval.negatives import OFFSCREEN_SEEDS, noise_logmels, offscreen_choice, silence_logmels
+from eval.offscreen import offscreen_choice
 from eval.rescore import rescore
 from eval.store import StoreWriter
 from eval.testsets import TESTSETS, TestSet, read_testset
-from pipeline.configio import load_config, save_config, to_dict
-from pipeline.features import seconds_to_samples
+from pipeline.common.cli import Parser, run_cli
+from pipeline.common.config import load_config, save_config, to_dict
+from pipeline.load.features import seconds_to_samples
+from pipeline.load.negatives import noise_logmels, silence_logmel
 from trainer.checkpoint import load_model, resolve
-
-
-@dataclass
-class EvalConfig:
-    ckpt: str = ""                 # step directory or run directory (trainer.checkpoint.load_model)
-    testset: str = ""              # vggss | is3 | is3plus | s4
-    data: str = ""                 # the test set folder
-    out: str = ""                  # results/NAME
-    name: str = ""                 # model name in tables; empty: the training run's folder name
-    gt: str = "auto"               # auto (boxes on VGG-SS, masks elsewhere, as the paper) | box | mask
-    seeds: list[int] = field(default_factory=lambda: list(OFFSCREEN_SEEDS))  # one evaluation pass per seed
-    audio_seconds: float = 0.0     # 0: the test set's length (10 s VGG-SS / IS3 / IS3+, 5 s S4)
-    image_size: int = 224
-    silence_db: bool | None = None  # negatives through dB? null (default): as the checkpoint was trained
-    noise_db: bool | None = None    # (its san.silence_db / san.noise_db); false: the group's SSL-TIE evaluation
-    # convention (REFERENCE.md C). Evaluating a model on negatives shaped unlike the ones it learned from measures the
-    # input shift, not the training; every checkpoint of one recipe family shares the same defaults, so rows compare.
-    batch_size: int = 32
-    num_workers: int = 2
-    device: str = "auto"           # auto (cuda if available) | cpu | cuda
-    tf32: bool = False             # TF32 convolutions / matmuls on the GPU: faster, but the maps are no longer fp32
-    retrieval_chunk: int = 1024    # audios per block of the retrieval matrix
-    overlay_samples: int = 4       # samples whose images are kept in the store for the overlay figure
-    image_embedding: str = "mean"  # global image embedding for Table 1 / cosine retrieval: mean | peak (see store)
-    calibration: str = ""          # results folder whose negative maxima set tau_U (empty: this test set's)
-    metrics: MetricConfig = field(default_factory=MetricConfig)
 
 
 def pick_device(name: str) -> torch.device:
@@ -134,7 +108,7 @@ def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_p
         audio_emb[batch["index"].to(device)] = a
     audio_emb = audio_emb[owner]
     writer.put("emb_audio", audio_emb.cpu().numpy())
-    a_silence = model.encode_audio(silence_logmels(1, num_samples, db=cfg.silence_db, device=device))
+    a_silence = model.encode_audio(silence_logmel(1, num_samples, db=cfg.silence_db, device=device))
 
     loader = _loader(testset, "image", cfg, seconds)
     for batch in tqdm(batches(loader), total=len(loader), desc=f"{testset.name} images", unit="batch"):
@@ -211,7 +185,7 @@ def run(cfg: EvalConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.run",
+    ap = Parser(prog="python -m eval.run",
                                  description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--config", help="YAML file of EvalConfig options")
     for f in ("ckpt", "testset", "data", "out", "name"):

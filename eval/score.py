@@ -8,7 +8,6 @@ tau_U from the negative maps of another file (e.g. VGG-SS when scoring IS3).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import zipfile
@@ -16,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.errors import EvalError, run_cli
-from eval.metrics import NEGATIVE_KINDS, MetricConfig, compute_all
+from eval.errors import EvalError
+from eval.metrics import NEGATIVE_KINDS, MetricConfig, MetricError, compute_all
 from eval.metrics.embeddings import max_map_scores, pooled_visual_embedding
 from eval.metrics.gt import masks_from_boxes
-from pipeline.atomic import atomic_write_text
-from pipeline.configio import load_config, save_config
+from pipeline.common.atomic import atomic_write_text
+from pipeline.common.cli import Parser, run_cli
+from pipeline.common.config import load_config, save_config
 
 ARRAYS = ("pos", *NEGATIVE_KINDS, "gt", "boxes", "boxes_px", "keys", "groups", "labels",
           "emb_image", "emb_image_mean", "emb_audio", "retrieval", "vis_maps")
@@ -106,7 +106,7 @@ def jsonable(obj):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.score", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m eval.score", description=__doc__.split("\n\n")[0])
     ap.add_argument("maps", help="MAPS.npz or MAPS.zarr (docs/SCORE_FORMAT.md)")
     ap.add_argument("--out", required=True, help="output folder for metrics.json and config.yaml")
     ap.add_argument("--config", help="YAML file of MetricConfig options")
@@ -115,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     cfg = load_config(MetricConfig, args.config, args.overrides)
     cfg.progress = True
-    cfg.check()
-    inputs = inputs_from_arrays(read_maps(args.maps), cfg.size, args.maps)
-    calib = calibration_maxima(args.calibration) if args.calibration else None
-    result = compute_all(cfg=cfg, calibration_maxima=calib, **inputs)
+    try:
+        cfg.check()
+        inputs = inputs_from_arrays(read_maps(args.maps), cfg.size, args.maps)
+        calib = calibration_maxima(args.calibration) if args.calibration else None
+        result = compute_all(cfg=cfg, calibration_maxima=calib, **inputs)
+    except MetricError as exc:
+        raise EvalError(str(exc)) from None
     result["input"] = {"maps": str(args.maps), "calibration": args.calibration}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

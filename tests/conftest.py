@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import procs
-from pipeline.shard import ShardConfig, run as run_sharder
-from pipeline.synth import SynthConfig, generate
+from pipeline.common import procs
+from pipeline.shard.sharder import ShardConfig, run as run_sharder
+from pipeline.synth.corpus import SynthConfig, generate
 
 # the session shards and loads in one process: its one forkserver preloads what both kinds of worker import
-procs.forkserver_context("pipeline.shardwork", "pipeline.loader_reference")
+procs.forkserver_context("pipeline.shard.work", "pipeline.load.reference")
 
 SYNTH_FIXTURE = dict(clips=24, seconds=2.0, classes=4, seed=7, test_fraction=0.25, offscreen_fraction=0.15,
                      is3_images=4, s4_videos=4, clean_per_class=2, workers=2)

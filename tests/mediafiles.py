@@ -7,7 +7,7 @@ from pathlib import Path
 
 import av
 
-from pipeline import shardwork
+from pipeline.shard import work as shardwork
 
 CRASH_LABEL = "CRASH"
 

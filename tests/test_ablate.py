@@ -1,4 +1,4 @@
-"""`python -m trainer.ablate`: rows train with their S/N/L_S/L_N switches, are evaluated, and land in Table 4."""
+"""`python -m eval.ablate`: rows train with their S/N/L_S/L_N switches, are evaluated, and land in Table 4."""
 from __future__ import annotations
 
 import json
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from trainer.ablate import ROWS
+from eval.ablate import ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_rows_end_to_end(shard_dir: Path, synth_corpus: Path, tmp_path: Path):
     out = tmp_path / "ablation"
-    cmd = [sys.executable, "-m", "trainer.ablate", "--config", str(ROOT / "trainer/configs/cpu_demo.yaml"),
+    cmd = [sys.executable, "-m", "eval.ablate", "--config", str(ROOT / "trainer/configs/cpu_demo.yaml"),
            "--data", str(synth_corpus / "testsets/s4"), "--testset", "s4", "--out", str(out),
            "--rows", "none,S_LS", "--eval-args", "image_size=64 seeds=[1234] batch_size=4 num_workers=0",
            f"data.shard_dir={shard_dir}", f"data.synth_json={synth_corpus / 'synth.json'}", "model.width=8",
@@ -40,6 +40,6 @@ def test_two_rows_end_to_end(shard_dir: Path, synth_corpus: Path, tmp_path: Path
 
 
 def test_unknown_row_is_a_one_line_error(tmp_path: Path):
-    r = subprocess.run([sys.executable, "-m", "trainer.ablate", "--config", "x.yaml", "--data", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "eval.ablate", "--config", "x.yaml", "--data", str(tmp_path),
                         "--out", str(tmp_path), "--rows", "none,bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "bogus" in r.stderr

@@ -1,9 +1,9 @@
-"""pipeline.augment's batched blur and colour map (the DALI loader's) against torchvision's functions."""
+"""pipeline.load.augment's batched blur and colour map (the DALI loader's) against torchvision's functions."""
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from pipeline import augment
-from pipeline.features import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.load import augment
+from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD
 
 
 def mid_range_images(n=3, size=16, seed=0):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline import bench
+from pipeline.bench.cli import main
+from pipeline.bench.shard import machine_scaling
+from pipeline.common.cli import run_cli
 
 
 def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path: Path):
     out = tmp_path / "bench.json"
-    assert bench.main(["shard", "--corpus", str(synth_corpus), "--short-side", "0", "--repeats", "1",
+    assert run_cli(main, ["shard", "--corpus", str(synth_corpus), "--short-side", "0", "--repeats", "1",
                        "--workers", "1,2", "--min-duration", "1.5", "--control-seconds", "0",
                        "--audio-format", "wav,flac", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -24,14 +26,14 @@ def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path
     assert set(result["profile_cpu_ms_median_per_clip"]) == {"audio_decode", "resample", "centre_frame_scaled",
                                                              "jpeg_encode_check", "wav_encode_check",
                                                              "flac_encode_check"}
-    assert bench.main(["shard", "--corpus", str(synth_corpus), "--audio-format", "mp3"]) == 2
+    assert run_cli(main, ["shard", "--corpus", str(synth_corpus), "--audio-format", "mp3"]) == 2
 
 
 def test_machine_scaling_control_is_a_sane_ratio():
     # two busy loops in one window vs one: about 2 on an idle 2-core machine, about 1 on a full one, never above 2
-    assert 0.3 < bench.machine_scaling(2, seconds=0.3, setup=1.0) < 2.5
+    assert 0.3 < machine_scaling(2, seconds=0.3, setup=1.0) < 2.5
 
 
 def test_bench_rejects_bad_options(capsys):
-    assert bench.main(["shard", "--workers", "a,b"]) == 2
+    assert run_cli(main, ["shard", "--workers", "a,b"]) == 2
     assert capsys.readouterr().err.startswith("error: --workers")

@@ -8,8 +8,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from pipeline.atomic import atomic_open, atomic_write_json
-from pipeline.configio import ConfigError, load_config, parse_overrides, save_config, to_dict
+from pipeline.common.atomic import atomic_open, atomic_write_json
+from pipeline.common.config import ConfigError, load_config, parse_overrides, save_config, to_dict
 
 
 @dataclasses.dataclass

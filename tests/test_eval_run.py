@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from eval.config import EvalConfig
 from eval.inputs import load_image, load_waveform
-from eval.negatives import noise_logmels
-from eval.run import EvalConfig, evaluate
+from eval.run import evaluate
 from eval.store import read_store
 from eval.testsets import read_testset
-from pipeline.features import logmel, seconds_to_samples
+from pipeline.load.features import logmel, seconds_to_samples
+from pipeline.load.negatives import noise_logmels
 from tests.eval_fixtures import make_is3, make_vggss
 from trainer.config import ModelConfig
 from trainer.model import AVENet
@@ -128,8 +129,8 @@ def test_end_to_end_on_the_synthetic_vggss_then_rescore(synth_corpus, tiny_ckpt,
 
 
 def _cli(argv, capsys):
-    from eval.errors import run_cli
     from eval.run import main
+    from pipeline.common.cli import run_cli
     rc = run_cli(main, argv)
     err = capsys.readouterr().err.strip().splitlines()   # progress bars come first; the error is the last line
     return rc, err[-1] if err else ""

@@ -1,5 +1,5 @@
-"""pipeline.features: SSL-TIE's log-mel against torchaudio (golden values), tiling, windows, SpecAugment statistics,
-negatives and offscreen partners."""
+"""pipeline.load.features and .negatives: SSL-TIE's log-mel against torchaudio (golden values), tiling, windows,
+SpecAugment statistics, the silence and noise inputs."""
 import math
 import warnings
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchaudio
 
-from pipeline import features as F
+from pipeline.load import features as F, negatives as N
 
 
 def torchaudio_ssltie(wave: torch.Tensor) -> torch.Tensor:
@@ -116,26 +116,14 @@ def test_spec_augment_statistics():
 
 
 def test_negatives_and_db_switch():
-    s = F.silence_logmel(3, 160000)
+    s = N.silence_logmel(3, 160000)
     assert s.shape == (3, 1, 257, 670) and torch.all(s == 0)
-    assert torch.all(F.silence_logmel(2, 80000, db=True) == -100.0)
-    a = F.noise_logmel(2, 48000, F.negative_generator(5, 1, 2))
-    b = F.noise_logmel(2, 48000, F.negative_generator(5, 1, 2))
-    c = F.noise_logmel(2, 48000, F.negative_generator(5, 1, 3), db=True)
+    assert torch.all(N.silence_logmel(2, 80000, db=True) == -100.0)
+    a = N.noise_logmel(2, 48000, F.position_generator(5, 1, 2))
+    b = N.noise_logmel(2, 48000, F.position_generator(5, 1, 2))
+    c = N.noise_logmel(2, 48000, F.position_generator(5, 1, 3), db=True)
     assert a.shape == (2, 1, 257, F.num_frames(48000)) and torch.equal(a, b)
     assert not torch.equal(a[0], a[1]) and a.min() >= 0
     # two draws of the same noise process have nearly the same mean level; dB is applied only when asked
     assert abs(float(F.to_db(a).mean()) - float(c.mean())) < 1.0 and c.max() < 40
 
-
-def test_offscreen_indices_other_class():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.tensor([0, 0, 1, 2, 2, 2])
-    seen = set()
-    for _ in range(200):
-        idx = F.offscreen_indices(labels, labels, g)
-        assert torch.all(labels[idx] != labels)
-        seen.add(int(idx[0]))
-    assert seen == {2, 3, 4, 5}
-    with pytest.raises(ValueError, match="another class"):
-        F.offscreen_indices(torch.tensor([1, 1]), torch.tensor([1, 1]), g)

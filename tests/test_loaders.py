@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import augment, features
-from pipeline.loaders import LoaderConfig, build_loader
-from pipeline.shardindex import ShardError, ShardSet
+from pipeline.load import augment, features
+from pipeline.load.build import build_loader
+from pipeline.load.contract import LoaderConfig
+from pipeline.load.shards import ShardSet
+from pipeline.shard.format import ShardError
 
 STD = torch.tensor(features.IMAGENET_STD).view(1, 3, 1, 1)
 MEAN = torch.tensor(features.IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -88,7 +90,7 @@ def test_ranks_epochs_equal_steps_and_disjoint_data(shard_dir, backend):
 @pytest.mark.parametrize("backend", ["dali", "reference"])
 def test_resume_mid_epoch_reproduces_the_rest(shard_dir, backend):
     cfg = LoaderConfig(backend=backend, batch_size=3, image_size=48, clip_seconds=2.0, window_seconds=1.0,
-                       audio_window="random", offscreen=True, negatives=True, workers=2, shuffle_buffer=6)
+                       audio_window="random", workers=2, shuffle_buffer=6)
     full = epoch(build_loader(cfg, shard_dir, split="train", train=True, seed=5))
     assert len(full) >= 3
     first = build_loader(cfg, shard_dir, split="train", train=True, seed=5)
@@ -101,7 +103,7 @@ def test_resume_mid_epoch_reproduces_the_rest(shard_dir, backend):
     assert len(rest) == len(full) - 1
     for a, b in zip(full[1:], rest):
         assert a.key == b.key
-        for name in ("image", "logmel", "label", "logmel_offscreen", "logmel_noise", "logmel_silence"):
+        for name in ("image", "logmel", "label"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert resumed.epoch == 1 and resumed.consumed == 0
 
@@ -109,7 +111,7 @@ def test_resume_mid_epoch_reproduces_the_rest(shard_dir, backend):
 @pytest.mark.parametrize("backend", ["dali", "reference"])
 def test_train_augmentation_statistics(shard_dir, backend):
     cfg = LoaderConfig(backend=backend, batch_size=4, image_size=40, clip_seconds=2.0, window_seconds=1.0,
-                       workers=2, offscreen=True, negatives=True, negatives_db=True)
+                       workers=2)
     ld = build_loader(cfg, shard_dir, split="train", train=True, seed=2)
     plain = {k: img for b in build_loader(cfg, shard_dir, split="train", train=False, seed=2)
              for k, img in zip(b.key, grey_levels(b.image))}
@@ -118,11 +120,10 @@ def test_train_augmentation_statistics(shard_dir, backend):
         ld.set_epoch(e)
         for step, b in enumerate(ld):
             masks = features.spec_augment_params(len(b.key), b.logmel.shape[-1],
-                                                 features.negative_generator(2, e, 0, step))
+                                                 features.position_generator(2, e, 0, step))
             for i, (ts, tw, fs, fw) in enumerate(masks.tolist()):   # SpecAugment cells read -100 dB
                 assert torch.all(b.logmel[i, 0, :, ts:ts + tw] == -100.0)
                 assert torch.all(b.logmel[i, 0, fs:fs + fw, :] == -100.0)
-            assert torch.all(b.logmel_silence == -100.0) and b.logmel_noise.shape == b.logmel.shape
             levels = grey_levels(b.image)
             for k, img in zip(b.key, levels):
                 n += 1
@@ -152,19 +153,6 @@ def test_dali_image_draws_statistics(shard_dir):
         assert abs(drawn.mean() - p) < 4.5 * (p * (1 - p) / len(draws)) ** 0.5
 
 
-def test_offscreen_is_another_class(shard_dir):
-    cfg = LoaderConfig(backend="reference", batch_size=4, image_size=32, clip_seconds=1.0, window_seconds=1.0,
-                       offscreen=True, workers=1)
-    for b in build_loader(cfg, shard_dir, split="train", train=False, seed=0):
-        lookup = {}
-        for mel, lab in zip(b.logmel, b.label):
-            lookup.setdefault(lab.item(), []).append(mel)
-        for off, lab in zip(b.logmel_offscreen, b.label):
-            owners = [c for c, mels in lookup.items() if any(torch.equal(off, m) for m in mels)]
-            if owners:   # partners come from this batch unless the whole batch is one class
-                assert lab.item() not in owners
-
-
 def _copy_shards(shard_dir: Path, dest: Path) -> Path:
     out = dest / "shards"
     shutil.copytree(shard_dir, out)
@@ -188,8 +176,9 @@ def _drop_member(tar: Path, suffix: str) -> str:
 
 BAD_SHARD_SCRIPT = """
 import sys
-from pipeline.loaders import LoaderConfig, build_loader
-from pipeline.shardindex import ShardError
+from pipeline.load.build import build_loader
+from pipeline.load.contract import LoaderConfig
+from pipeline.shard.format import ShardError
 for backend in ("dali", "reference"):
     cfg = LoaderConfig(backend=backend, batch_size=2, image_size=32, clip_seconds=1.0, window_seconds=1.0, workers=1)
     try:
@@ -234,7 +223,7 @@ def test_bad_shards_truncated_and_missing_audio(shard_dir, tmp_path):
 
 
 def test_per_file_baseline_matches_the_reference_loader(shard_dir, tmp_path):
-    from pipeline.baseline_loader import build_baseline, extract_clips
+    from pipeline.bench.baseline import build_baseline, extract_clips
     cfg = LoaderConfig(backend="reference", batch_size=4, image_size=64, clip_seconds=2.0, window_seconds=2.0,
                        workers=1)
     ref = {k: (img, mel) for b in build_loader(cfg, shard_dir, split="train", train=False)
@@ -251,9 +240,10 @@ def test_per_file_baseline_matches_the_reference_loader(shard_dir, tmp_path):
 
 
 def test_bench_load_cli(shard_dir, tmp_path, capsys):
-    from pipeline.bench import main
+    from pipeline.bench.cli import main
+    from pipeline.common.cli import run_cli
     out = tmp_path / "bench"
-    rc = main(["load", "--shards", str(shard_dir), "--out", str(out), "--epochs", "2", "warmup=0",
+    rc = run_cli(main, ["load", "--shards", str(shard_dir), "--out", str(out), "--epochs", "2", "warmup=0",
                "loader.batch_size=2", "loader.image_size=32", "loader.clip_seconds=1", "loader.window_seconds=1",
                "loader.workers=1"])
     assert rc == 0
@@ -265,7 +255,7 @@ def test_bench_load_cli(shard_dir, tmp_path, capsys):
     assert report["dali_over_baseline"] > 0 and report["baseline_cpu_over_dali_cpu"] > 0
     assert (out / "config.yaml").is_file()
     capsys.readouterr()
-    assert main(["load", "--shards", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert run_cli(main, ["load", "--shards", str(tmp_path / "none"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "none" in err[0]
 
@@ -321,7 +311,8 @@ def _spin(seconds: float) -> None:
 
 
 def test_bench_counts_the_cpu_of_forkserver_workers():
-    from pipeline import bench_load, procs
+    from pipeline.bench import load as bench_load
+    from pipeline.common import procs
     ctx = procs.forkserver_context()
     warm = ctx.Process(target=_spin, args=(0.0,))   # starts the server
     warm.start()

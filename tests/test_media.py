@@ -1,4 +1,4 @@
-"""pipeline.media: centre frame choice, 16 kHz anti-aliased audio, typed failure reasons, validated encoding."""
+"""pipeline.shard.media: centre frame choice, 16 kHz anti-aliased audio, typed failure reasons, validated encoding."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from pipeline import media
+from pipeline.shard import media
 from tests.mediafiles import remux
 
 META = {"id": "x", "ytid": "x", "start": 0, "label": "a", "class_index": 3, "split": "train"}

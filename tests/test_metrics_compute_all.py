@@ -1,11 +1,9 @@
 """compute_all (Numba) equals the plain-numpy reference within 1e-6 on random maps, boxes and masks, edge cases
-included; bad inputs give a clear EvalError."""
+included; bad inputs give a clear MetricError."""
 import numpy as np
 import pytest
 
-from eval.errors import EvalError
-from eval.metrics import MetricConfig, compute_all
-from eval.metrics import reference as ref
+from eval.metrics import MetricConfig, MetricError, compute_all, reference as ref
 from eval.metrics.embeddings import l2_normalize, max_map_scores
 from eval.metrics.gt import boxes_to_mask, masks_from_boxes
 
@@ -150,19 +148,19 @@ def test_per_sample_lists_and_maps_without_negatives():
 def test_non_finite_maps_are_a_clear_error(mutate, message):
     _, pos, gt, negs = _inputs()
     mutate(pos, gt, negs)
-    with pytest.raises(EvalError, match=message):
+    with pytest.raises(MetricError, match=message):
         compute_all(pos, gt, negs, cfg=MetricConfig(sweep_steps=11))
 
 
 def test_shape_errors():
     _, pos, gt, negs = _inputs()
-    with pytest.raises(EvalError, match="gt: expected shape"):
+    with pytest.raises(MetricError, match="gt: expected shape"):
         compute_all(pos, gt[:, :100], negs)
-    with pytest.raises(EvalError, match="unknown negative kind"):
+    with pytest.raises(MetricError, match="unknown negative kind"):
         compute_all(pos, gt, {"music": negs["silence"]})
-    with pytest.raises(EvalError, match="tau_U needs negative maps"):
+    with pytest.raises(MetricError, match="tau_U needs negative maps"):
         compute_all(pos, gt, None)
-    with pytest.raises(EvalError, match="labels"):
+    with pytest.raises(MetricError, match="labels"):
         compute_all(pos, gt, negs, labels=np.zeros(3))
 
 

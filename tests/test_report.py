@@ -8,12 +8,14 @@ import json
 import pytest
 import torch
 
-from eval.errors import EvalError, run_cli
+from eval.config import EvalConfig
+from eval.errors import EvalError
 from eval.report import TABLE2, TABLE3, main
 from eval.rescore import rescore
-from eval.run import EvalConfig, evaluate
+from eval.run import evaluate
 from eval.testsets import read_testset
-from pipeline.configio import save_config
+from pipeline.common.cli import run_cli
+from pipeline.common.config import save_config
 from tests.eval_fixtures import make_is3, make_vggss
 from trainer.config import ModelConfig
 from trainer.model import AVENet

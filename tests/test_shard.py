@@ -18,7 +18,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from pipeline import listing, shard, shardwork
+from pipeline.common.cli import run_cli
+from pipeline.shard import cli, listing, sharder as shard, work as shardwork
 from tests.mediafiles import CRASH_LABEL, crashing_work, remux
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(synth_corpus: Path, tmp_p
     args = ["--src", str(synth_corpus), "--shard-size", "1", "--frames", "5", "--min-duration", "1.5",
             "--val-fraction", "0.2", "--no-progress"]
     reference = tmp_path / "reference"
-    shard.run(shard.config_from_args(shard._parser().parse_args(args + ["--out", str(reference), "--workers", "2"])),
+    shard.run(cli.config_from_args(cli._parser().parse_args(args + ["--out", str(reference), "--workers", "2"])),
               progress=False)
     out = tmp_path / "killed"
     state = out / shard.STATE_DIR
@@ -187,13 +188,13 @@ def test_parts_then_merge_equal_a_single_run(tmp_path: Path, shard_dir: Path, ca
     out = tmp_path / "parts"
     base = ["--out", str(out), "--no-progress", "--num-parts", "3", "--workers", "1"] + [
         f"{k}={v}" for k, v in _settings(shard_dir).items()]
-    assert shard.main(base + ["--part", "2"]) == 0
-    assert shard.main(["merge", "--out", str(out)]) == 2
+    assert run_cli(cli.main, base + ["--part", "2"]) == 0
+    assert run_cli(cli.main, ["merge", "--out", str(out)]) == 2
     assert "shards are not finished" in capsys.readouterr().err
-    assert shard.main(base + ["--part", "0"]) == 0
-    assert shard.main(base + ["--part", "1"]) == 0
+    assert run_cli(cli.main, base + ["--part", "0"]) == 0
+    assert run_cli(cli.main, base + ["--part", "1"]) == 0
     assert not (out / "manifest.json").exists()
-    assert shard.main(["merge", "--out", str(out)]) == 0
+    assert run_cli(cli.main, ["merge", "--out", str(out)]) == 0
     assert _tree(out) == _tree(shard_dir)
 
 
@@ -209,7 +210,7 @@ def test_extracted_layout(synth_corpus: Path, tmp_path: Path):
     for cid in test_ids[1:]:
         shutil.copy(vggss / "frames" / f"{cid}.jpg", src / "frames" / f"{cid}.jpg")
     out = tmp_path / "out"
-    assert shard.main(["--src", str(src), "--csv", str(synth_corpus / "vggsound.csv"), "--split", "test",
+    assert run_cli(cli.main, ["--src", str(src), "--csv", str(synth_corpus / "vggsound.csv"), "--split", "test",
                        "--out", str(out), "--frame-size", "32", "--min-duration", "1.5", "--workers", "1",
                        "--audio-format", "flac", "--no-progress"]) == 0
     m = json.loads((out / "manifest.json").read_text())
@@ -230,7 +231,7 @@ def test_extracted_layout(synth_corpus: Path, tmp_path: Path):
 def test_cli_errors_are_one_line(synth_corpus: Path, tmp_path: Path, capsys):
     def err(argv: list[str]) -> str:
         try:
-            assert shard.main(argv) == 2
+            assert run_cli(cli.main, argv) == 2
         except SystemExit as exc:
             assert exc.code == 2
         lines = capsys.readouterr().err.strip().splitlines()
@@ -248,7 +249,8 @@ def test_cli_errors_are_one_line(synth_corpus: Path, tmp_path: Path, capsys):
     assert "no sharding plan" in err(["merge", "--out", str(tmp_path / "o")])
     assert "not a shard folder" in err(["--src", str(synth_corpus), "--out", str(synth_corpus)])
     (bad / "vggsound.csv").write_text("abcdefghijk,10,dog,train\n")
-    assert shard.main(["--src", str(bad), "--out", str(tmp_path / "o"), "--no-progress", "--val-fraction", "0"]) == 0
+    assert run_cli(cli.main, ["--src", str(bad), "--out", str(tmp_path / "o"), "--no-progress",
+                              "--val-fraction", "0"]) == 0
     capsys.readouterr()
     assert "other settings ['seed']" in err(["--src", str(bad), "--out", str(tmp_path / "o"), "--seed", "3",
                                              "--val-fraction", "0"])

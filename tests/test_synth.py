@@ -16,8 +16,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from pipeline.synth import SynthConfig, SynthError, generate, main
-from pipeline.synth_plan import FRAME_RATES, RESOLUTIONS, SAMPLE_RATES, SENTINEL
+from pipeline.common.cli import run_cli
+from pipeline.synth.cli import main
+from pipeline.synth.corpus import SynthConfig, SynthError, generate
+from pipeline.synth.plan import FRAME_RATES, RESOLUTIONS, SAMPLE_RATES, SENTINEL
 from tests.conftest import SYNTH_FIXTURE
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
@@ -269,8 +271,8 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path):
     proc.kill()
     proc.wait()
     assert not (out / "vggsound.csv").exists() and not json.loads((out / "synth.json").read_text())["complete"]
-    assert main(["--out", str(out), *args]) == 0
-    assert main(["--out", str(tmp_path / "whole"), *args]) == 0
+    assert run_cli(main, ["--out", str(out), *args]) == 0
+    assert run_cli(main, ["--out", str(tmp_path / "whole"), *args]) == 0
     resumed, whole = _tree(out), _tree(tmp_path / "whole")
     resumed.pop("config.yaml"), whole.pop("config.yaml")
     assert resumed == whole
@@ -283,13 +285,13 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(SynthError, match="holds no readable synth.json"):
         generate(SynthConfig(out=str(other), **TINY), progress=False)
     out = generate(SynthConfig(out=str(tmp_path / "v"), workers=1, **TINY), progress=False)
-    assert main(["--out", str(out), "--clips", "5", "--seconds", "1", "--classes", "3", "--seed", "3",
+    assert run_cli(main, ["--out", str(out), "--clips", "5", "--seconds", "1", "--classes", "3", "--seed", "3",
                  "test_fraction=0.5", "is3_images=1", "s4_videos=1", "clean_per_class=1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "clips 4 (asked 5)" in err and err.count("\n") == 1
-    assert main(["--out", str(tmp_path / "w"), "--classes", "1"]) == 2
+    assert run_cli(main, ["--out", str(tmp_path / "w"), "--classes", "1"]) == 2
     assert "--classes must be at least 2" in capsys.readouterr().err and not (tmp_path / "w").exists()
-    assert main(["--out", str(tmp_path / "w"), "colour=red"]) == 2
+    assert run_cli(main, ["--out", str(tmp_path / "w"), "colour=red"]) == 2
     assert "unknown option" in capsys.readouterr().err
-    assert main(["--out", str(other / "notes.txt" / "sub"), "--clips", "2"]) == 2
+    assert run_cli(main, ["--out", str(other / "notes.txt" / "sub"), "--clips", "2"]) == 2
     assert capsys.readouterr().err == f"error: {other / 'notes.txt' / 'sub'}: Not a directory\n"

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from eval.errors import EvalError
-from eval.negatives import OFFSCREEN_SEEDS, noise_logmels, offscreen_choice, silence_logmels
+from eval.offscreen import OFFSCREEN_SEEDS, offscreen_choice
 from eval.testsets import boxes_to_gt, read_testset
+from pipeline.common.cli import run_cli
+from pipeline.load.negatives import noise_logmels, silence_logmel
 from tests.eval_fixtures import make_is3, make_s4, make_vggss
 
 
@@ -131,9 +133,9 @@ def test_noise_is_seeded_per_sample_and_silence_constant():
     assert not torch.equal(a[:1], a[1:])
     assert not torch.equal(a[:1], noise_logmels(2345, [3], 1600))
     assert float(noise_logmels(1, [0], 1600, db=True).max()) > 0.0      # dB switch
-    s = silence_logmels(3, 1600)
+    s = silence_logmel(3, 1600)
     assert s.shape == (3, 1, 257, 7) and float(s.abs().max()) == 0.0
-    assert float(silence_logmels(1, 1600, db=True).max()) == -100.0
+    assert float(silence_logmel(1, 1600, db=True).max()) == -100.0
 
 
 def _build_is3plus(tmp_path, is3, seed, out_name, mapping=None):
@@ -172,7 +174,6 @@ def test_is3plus_builder_is_deterministic_and_readable(tmp_path):
 
 
 def test_is3plus_missing_class_audio(tmp_path, capsys):
-    from eval.errors import run_cli
     from eval.is3plus import main
     is3 = make_is3(tmp_path / "is3")
     (tmp_path / "clean" / "bird").mkdir(parents=True)

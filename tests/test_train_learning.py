@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.shard import ShardConfig, run as run_sharder
-from pipeline.synth import SynthConfig, generate
+from pipeline.shard.sharder import ShardConfig, run as run_sharder
+from pipeline.synth.corpus import SynthConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 

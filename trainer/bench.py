@@ -4,20 +4,19 @@ tensors: `python -m trainer.bench [--config FILE] [--batch 32] [--precision bf16
 Measures samples/s over `--steps` timed optimizer steps after `--warmup` untimed ones, on CUDA when available, else
 the CPU. Unless `--no-baseline`, the SSL-TIE-style loop is measured beside it: fp32, eager, contiguous tensors and
 the audio encoded once per view (SSL-TIE's code calls the whole model on each view). Data loading is not included
-(see pipeline/loaders for the loader's own throughput). Prints a table and, with `--json`, writes the rows.
+(`python -m pipeline.bench load` measures the loaders). Prints a table and, with `--json`, writes the rows.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
 import time
 
 import torch
 
-from pipeline.atomic import atomic_write_json
-from pipeline.configio import ConfigError, load_config
+from pipeline.common.atomic import atomic_write_json
+from pipeline.common.cli import Parser, run_cli
+from pipeline.common.config import load_config
 from trainer.config import TrainConfig
 from trainer.equivariance import draw_transform
 from trainer.model import AVENet
@@ -81,7 +80,7 @@ def baseline_of(cfg: TrainConfig) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="a trainer recipe (default: built-in defaults = SSL-SaN at full size)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--image-size", type=int, default=224)
@@ -96,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the rows here")
     p.add_argument("overrides", nargs="*", help="key=value TrainConfig overrides (e.g. model.width=32)")
     args = p.parse_args(argv)
-    try:
-        cfg = load_config(TrainConfig, args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(TrainConfig, args.config, args.overrides)
     cfg = dataclasses.replace(cfg, precision=args.precision or cfg.precision,
                               channels_last=args.channels_last or cfg.channels_last, compile=args.compile or cfg.compile)
     device = torch.device(args.device)
@@ -121,4 +116,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

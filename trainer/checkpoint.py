@@ -25,15 +25,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.atomic import atomic_write_json, atomic_write_text
-from pipeline.configio import ConfigError, load_config, save_config
+from pipeline.common.atomic import atomic_write_json, atomic_write_text
+from pipeline.common.cli import UserError
+from pipeline.common.config import ConfigError, load_config, save_config
 from trainer.config import TrainConfig
 from trainer.model import AVENet
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint path that does not hold what it should (one-line message naming the path)."""
 
 

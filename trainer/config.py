@@ -1,4 +1,4 @@
-"""Typed training configuration (`TrainConfig`), filled by `pipeline.configio` from a YAML recipe plus overrides.
+"""Typed training configuration (`TrainConfig`), filled by `pipeline.common.config` from a YAML recipe plus overrides.
 
 Every choice REFERENCE.md leaves open ([DECIDE]) is an option here with its default and the reason written beside it.
 Recipes: `trainer/configs/ssl_san.yaml` (the paper), `ssl_tie.yaml` (baseline, no silence/noise),
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.loaders import LoaderConfig
+from pipeline.load.contract import LoaderConfig
 
 
 @dataclass
@@ -107,7 +107,7 @@ class DataConfig:
     # "" = no validation (the plateau scheduler then never steps and no best checkpoint is marked)
     synth_json: str = ""  # vggsound/synth.json: its object boxes add pointing accuracy to the validation metrics
     loader: LoaderConfig = field(default_factory=LoaderConfig)
-    # pipeline/loaders.py options (backend dali|reference, device, image_size, clip/window seconds, augment...);
+    # LoaderConfig options (pipeline.load.contract: backend, device, image_size, clip/window seconds, augment...);
     # loader.batch_size is ignored: the trainer sets it to the per-process micro-batch (optim.batch_size)
 
 

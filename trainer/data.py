@@ -1,22 +1,21 @@
-"""The trainer's data sources: the project loaders over shards (`pipeline.loaders`) or seeded random tensors.
+"""The trainer's data sources: the project loaders over shards (`pipeline.load`) or seeded random tensors.
 
-`source: shards` builds `pipeline.loaders.build_loader` for the train and val splits with the per-process micro-batch.
+`source: shards` builds `pipeline.load.build.build_loader` for the train and val splits with the per-process
+micro-batch.
 `source: random` yields seeded random images / log-mels (no files, no decoding): for benchmarks and loop tests that
 must not depend on the data pipeline. Both expose what the loop needs: iteration over one epoch of batches with
 `.image`, `.logmel`, `.label`, `.key`, plus `set_epoch`, `state_dict` and `load_state_dict` (mid-epoch resume).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dataclasses
-import json
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
-from pipeline.configio import ConfigError
-from pipeline.loaders import ShardError, build_loader
+from pipeline.common.config import ConfigError
+from pipeline.load.build import build_loader
+from pipeline.shard.format import ShardError
 from trainer.config import TrainConfig
 
 
@@ -89,28 +88,3 @@ def build_loaders(cfg: TrainConfig, rank: int, world_size: int, device: torch.de
     except ShardError as exc:
         raise ConfigError(f"data.shard_dir={d.shard_dir}: {exc}") from None
     return train, val
-
-
-def read_boxes(path: str) -> dict[str, list[list[float]]]:
-    """clip id -> normalized [x1, y1, x2, y2] boxes of the sounding object(s) at the centre frame, from a
-    pipeline.synth `synth.json` (clips without a visible source, e.g. offscreen ones, have no boxes)."""
-    try:
-        meta = json.loads(Path(path).read_text())
-        return {c["id"]: [list(map(float, b)) for b in c["boxes"]] for c in meta["clips"] if c.get("boxes")}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a readable synth.json with per-clip boxes ({exc})") from None
-
-
-def pointing_hits(amap: torch.Tensor, keys: list[str], boxes: dict[str, list[list[float]]]) -> tuple[int, int]:
-    """(hits, samples with boxes): a hit when the map's maximum pixel centre lies inside one of the clip's boxes.
-    The evaluation image is the whole frame resized to a square, so normalized frame coordinates apply directly."""
-    h, w = amap.shape[-2:]
-    flat = amap.reshape(amap.shape[0], -1).argmax(1).tolist()
-    hits = total = 0
-    for key, idx in zip(keys, flat):
-        if key not in boxes:
-            continue
-        y, x = (idx // w + 0.5) / h, (idx % w + 0.5) / w
-        total += 1
-        hits += any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes[key])
-    return hits, total

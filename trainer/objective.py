@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pipeline import features
+from pipeline.load import features, negatives
 from trainer.config import TrainConfig
 from trainer.equivariance import Transform, equivariance_loss, transform_image, transform_map
 from trainer.losses import contrastive_logits, contrastive_loss, negative_map, negative_map_loss
@@ -38,9 +38,9 @@ def negative_inputs(cfg: TrainConfig, logmel: torch.Tensor, generator: torch.Gen
     silence = noise = None
     if san.uses_silence or always:
         rows = b if san.silence_per_sample else 1
-        silence = features.silence_logmel(rows, samples, db=san.silence_db, device=logmel.device)
+        silence = negatives.silence_logmel(rows, samples, db=san.silence_db, device=logmel.device)
     if san.uses_noise or always:
-        noise = features.noise_logmel(b, samples, generator, db=san.noise_db, device=logmel.device)
+        noise = negatives.noise_logmel(b, samples, generator, db=san.noise_db, device=logmel.device)
     return silence, noise
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file by `accelerate launch trainer/train.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse
 import contextlib
 import json
 import signal
@@ -32,19 +31,24 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from tqdm import tqdm
 
-from pipeline.configio import ConfigError, load_config, save_config
+from pipeline.common.cli import Parser, UserError, run_cli
+from pipeline.common.config import load_config, save_config
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
-from trainer.data import build_loaders, pointing_hits, read_boxes
+from trainer.data import build_loaders
 from trainer.equivariance import draw_transform
 from trainer.model import AVENet
 from trainer.objective import Objective, negative_inputs
+from trainer.validation import Validator
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
-class TrainingError(RuntimeError):
-    """The run cannot go on (non-finite loss, incompatible checkpoint); message names the step or file."""
+class TrainingError(UserError):
+    """The run cannot go on (non-finite loss, processes out of sync, a plateau metric validation does not give);
+    the message names the step or option. Exit status 1: the run failed, it was not refused."""
+
+    status = 1
 
 
 class Trainer:
@@ -74,8 +78,8 @@ class Trainer:
         # the trainer's own random streams (transforms on the CPU, noise on the device), one pair per process
         self.aug_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2 * self.rank + 1)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + 2 * self.rank + 2)
-        self.train_loader, self.val_loader = build_loaders(cfg, self.rank, self.world, self.device)
-        self.boxes = read_boxes(cfg.data.synth_json) if cfg.data.synth_json else None
+        self.train_loader, val_loader = build_loaders(cfg, self.rank, self.world, self.device)
+        self.validator = Validator(cfg, val_loader, self.acc)
         self.step = 0
         self.epoch = 0
         self.best: float | None = None
@@ -167,47 +171,8 @@ class Trainer:
         return totals
 
     # ---------------------------------------------------------------- validation
-    @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Held-out metrics (BatchNorm in eval mode, no augmentation, no equivariance view, no all-gather): every loss
-        term and mean map maxima (positive, silence, noise) per sample; with data.synth_json, `val/pointing` = share
-        of clips whose map maximum falls inside the sounding object's box."""
-        if self.val_loader is None:
-            return {}
-        objective = self.acc.unwrap_model(self.objective)
-        objective.eval()
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + 7919 * (self.rank + 1))
-        sums: dict[str, torch.Tensor] = {}
-        count = torch.zeros((), device=self.device)
-        hits = torch.zeros(2, device=self.device)
-        self.val_loader.set_epoch(0)
-        for i, batch in enumerate(self.val_loader):
-            if self.cfg.val_batches and i >= self.cfg.val_batches:
-                break
-            image = batch.image.to(self.device)
-            logmel = batch.logmel.to(self.device)
-            silence, noise = negative_inputs(self.cfg, logmel, gen, always=True)
-            with self.acc.autocast():
-                terms = objective(image, logmel, silence, noise, None, gather=False, return_map=True)
-            amap = terms.pop("map")
-            if self.boxes is not None:
-                h, n = pointing_hits(amap, batch.key, self.boxes)
-                hits += torch.tensor([h, n], device=self.device, dtype=hits.dtype)
-            b = image.shape[0]
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.float() * b
-            count += b
-        objective.train()
-        if self.world > 1:
-            count = self.acc.reduce(count, reduction="sum")
-            hits = self.acc.reduce(hits, reduction="sum")
-            sums = {k: self.acc.reduce(v, reduction="sum") for k, v in sums.items()}
-        n = max(float(count.item()), 1.0)
-        out = {f"val/{k}": float(v.item()) / n for k, v in sums.items()}
-        if self.boxes is not None:
-            out["val/pointing"] = float(hits[0].item()) / max(float(hits[1].item()), 1.0)
-            out["val/pointing_samples"] = float(hits[1].item())
-        return out
+    def _validate(self) -> dict[str, float]:
+        return self.validator.run(self.acc.unwrap_model(self.objective))
 
     def _after_validation(self, metrics: dict[str, float]) -> bool:
         """Step the plateau scheduler; returns True when this step is the best so far."""
@@ -259,7 +224,7 @@ class Trainer:
             bar.close()
             return 0
         if cfg.val_at_start and self.step == 0:
-            self._log_validation(tb, log, self.validate())
+            self._log_validation(tb, log, self._validate())
         try:
             while self.epoch < cfg.epochs:
                 self.train_loader.set_epoch(self.epoch)
@@ -316,7 +281,7 @@ class Trainer:
         if self.validated_at == self.step:
             return self.best_at == self.step
         self.validated_at = self.step
-        metrics = self.validate()
+        metrics = self._validate()
         if not metrics:
             return False
         best = self._after_validation(metrics)
@@ -359,20 +324,15 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML recipe (trainer/configs/*.yaml)")
     parser.add_argument("--resume", default="auto",
                         help="auto (latest checkpoint of runs/<name> if any), none, or a step/run directory")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.batch_size=64 san.lambda_sn=0.5")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(TrainConfig, args.config, args.overrides)
-        trainer = Trainer(cfg, args.resume)
-        return trainer.run()
-    except (ConfigError, ckpt.CheckpointError, TrainingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, TrainingError) else 1
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    return Trainer(cfg, args.resume).run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -20,13 +20,15 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from eval.errors import EvalError
-from eval.metrics import embeddings as emb
-from eval.metrics import localization as loc
-from eval.metrics import negatives as neg
+from eval.metrics import embeddings as emb, localization as loc, negatives as neg
 from eval.metrics.kernels import ThresholdGrid, sweep
 
 NEGATIVE_KINDS = ("silence", "noise", "offscreen")
+
+
+class MetricError(ValueError):
+    """Inputs or options the metrics cannot be computed from (wrong shapes, NaN maps, a bad option); the message names
+    the array or option. The evaluator's commands turn it into their one-line user error."""
 
 
 @dataclass
@@ -52,46 +54,47 @@ class MetricConfig:
 
     def check(self) -> None:
         if self.size < 1 or self.chunk < 1:
-            raise EvalError("metric config: size and chunk must be positive")
+            raise MetricError("metric config: size and chunk must be positive")
         if not (self.sweep_min < self.sweep_max) or self.sweep_steps < 2:
-            raise EvalError("metric config: need sweep_min < sweep_max and sweep_steps >= 2")
+            raise MetricError("metric config: need sweep_min < sweep_max and sweep_steps >= 2")
         if not 0.0 < self.tau_quantile < 1.0:
-            raise EvalError(f"metric config: tau_quantile {self.tau_quantile} is not in (0, 1)")
+            raise MetricError(f"metric config: tau_quantile {self.tau_quantile} is not in (0, 1)")
         unknown = sorted(set(self.tau_negatives) - set(NEGATIVE_KINDS))
         if unknown or not self.tau_negatives:
-            raise EvalError(f"metric config: tau_negatives must be a non-empty subset of {list(NEGATIVE_KINDS)}")
+            raise MetricError(f"metric config: tau_negatives must be a non-empty subset of {list(NEGATIVE_KINDS)}")
         if any(k < 1 for k in self.retrieval_ks):
-            raise EvalError("metric config: retrieval_ks must be positive")
+            raise MetricError("metric config: retrieval_ks must be positive")
 
 
 def _finite_or_fail(name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
     if bad.any():
-        raise EvalError(f"{name}: map of sample {int(np.argmax(bad))} holds NaN or inf ({int(bad.sum())} such samples)")
+        raise MetricError(f"{name}: map of sample {int(np.argmax(bad))} holds NaN or inf "
+                          f"({int(bad.sum())} such samples)")
 
 
 def _check_inputs(maps_pos, gt, maps_neg, cfg):
     pos = np.asarray(maps_pos)
     if pos.ndim != 3 or pos.shape[0] == 0 or not np.issubdtype(pos.dtype, np.floating):
-        raise EvalError(f"pos: expected float maps [N, h, w], got {pos.dtype} {pos.shape}")
+        raise MetricError(f"pos: expected float maps [N, h, w], got {pos.dtype} {pos.shape}")
     n = pos.shape[0]
     g = np.asarray(gt)
     if g.shape != (n, cfg.size, cfg.size):
-        raise EvalError(f"gt: expected shape {(n, cfg.size, cfg.size)}, got {g.shape}")
+        raise MetricError(f"gt: expected shape {(n, cfg.size, cfg.size)}, got {g.shape}")
     _finite_or_fail("pos", pos)
     negs = {}
     for kind, arr in (maps_neg or {}).items():
         if kind not in NEGATIVE_KINDS:
-            raise EvalError(f"{kind}: unknown negative kind (expected one of {list(NEGATIVE_KINDS)})")
+            raise MetricError(f"{kind}: unknown negative kind (expected one of {list(NEGATIVE_KINDS)})")
         a = np.asarray(arr)
         if a.ndim == 3:
             a = a[:, None]
         if a.ndim != 4 or a.shape[0] != n or not np.issubdtype(a.dtype, np.floating):
-            raise EvalError(f"{kind}: expected float maps [{n}, h, w] or [{n}, seeds, h, w], got {a.dtype} {a.shape}")
+            raise MetricError(f"{kind}: expected float maps [{n}, h, w] or [{n}, seeds, h, w], got {a.dtype} {a.shape}")
         bad = ~np.isfinite(a.reshape(n, a.shape[1], -1)).all(axis=2)
         if bad.any():
             i, seed = np.argwhere(bad)[0]
-            raise EvalError(f"{kind}: map of sample {int(i)} (seed {int(seed)}) holds NaN or inf "
+            raise MetricError(f"{kind}: map of sample {int(i)} (seed {int(seed)}) holds NaN or inf "
                             f"({int(bad.sum())} such maps)")
         negs[kind] = a.astype(np.float32, copy=False)
     # maps are evaluated in float32, as the public code receives them from torch
@@ -128,7 +131,7 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
         source = calibration_maxima if calibration_maxima is not None else neg_max
         kinds = [k for k in cfg.tau_negatives if k in source]
         if not kinds:
-            raise EvalError("tau_U needs negative maps (or calibration maxima) of the kinds "
+            raise MetricError("tau_U needs negative maps (or calibration maxima) of the kinds "
                             f"{cfg.tau_negatives}, or a fixed tau")
         tau_info = neg.universal_threshold(source, kinds, cfg.tau_quantile)
         tau_info["source"] = "calibration set" if calibration_maxima is not None else "this set"
@@ -169,7 +172,7 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
     if image_ids is not None:
         ids = np.asarray(image_ids)
         if ids.shape != (n,):
-            raise EvalError(f"image_ids: expected {n} ids, got shape {ids.shape}")
+            raise MetricError(f"image_ids: expected {n} ids, got shape {ids.shape}")
         positive["instance"] = {"classic": loc.instance_metrics(classic, ids),
                                 "adaptive": loc.instance_metrics(adaptive, ids),
                                 "universal": loc.instance_metrics(ious[:, k_tau], ids)}
@@ -250,11 +253,11 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
 def _embedding_metrics(cfg, n, img_emb, aud_emb, scores, labels) -> dict:
     out: dict = {}
     if (img_emb is None) != (aud_emb is None):
-        raise EvalError("embeddings: give both img_emb and aud_emb, or neither")
+        raise MetricError("embeddings: give both img_emb and aud_emb, or neither")
     if img_emb is not None:
         img_emb, aud_emb = np.asarray(img_emb), np.asarray(aud_emb)
         if img_emb.ndim != 2 or img_emb.shape[0] != n or img_emb.shape != aud_emb.shape:
-            raise EvalError(f"embeddings: expected img_emb and aud_emb [{n}, C], got {img_emb.shape} and "
+            raise MetricError(f"embeddings: expected img_emb and aud_emb [{n}, C], got {img_emb.shape} and "
                             f"{aud_emb.shape}")
         _finite_or_fail("img_emb", img_emb)
         _finite_or_fail("aud_emb", aud_emb)
@@ -263,12 +266,12 @@ def _embedding_metrics(cfg, n, img_emb, aud_emb, scores, labels) -> dict:
     if scores is not None:
         scores = np.asarray(scores)
         if scores.shape != (n, n):
-            raise EvalError(f"retrieval_scores: expected [{n}, {n}], got {scores.shape}")
+            raise MetricError(f"retrieval_scores: expected [{n}, {n}], got {scores.shape}")
         _finite_or_fail("retrieval_scores", scores)
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (n,):
-            raise EvalError(f"labels: expected {n} labels, got shape {labels.shape}")
+            raise MetricError(f"labels: expected {n} labels, got shape {labels.shape}")
         retr: dict = {}
         if scores is not None:
             retr["max_map"] = emb.retrieval(scores, labels, cfg.retrieval_ks, cfg.retrieval_exclude_self)

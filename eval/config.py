@@ -1,0 +1,34 @@
+"""`EvalConfig`: the options of `python -m eval.run`, also read back from a results folder's config.yaml by
+`python -m eval.rescore` (metric options under `metrics.`, the `eval.metrics.MetricConfig`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eval.metrics import MetricConfig
+from eval.offscreen import OFFSCREEN_SEEDS
+
+
+@dataclass
+class EvalConfig:
+    ckpt: str = ""                 # step directory or run directory (trainer.checkpoint.load_model)
+    testset: str = ""              # vggss | is3 | is3plus | s4
+    data: str = ""                 # the test set folder
+    out: str = ""                  # results/NAME
+    name: str = ""                 # model name in tables; empty: the training run's folder name
+    gt: str = "auto"               # auto (boxes on VGG-SS, masks elsewhere, as the paper) | box | mask
+    seeds: list[int] = field(default_factory=lambda: list(OFFSCREEN_SEEDS))  # one evaluation pass per seed
+    audio_seconds: float = 0.0     # 0: the test set's length (10 s VGG-SS / IS3 / IS3+, 5 s S4)
+    image_size: int = 224
+    silence_db: bool | None = None  # negatives through dB? null (default): as the checkpoint was trained
+    noise_db: bool | None = None    # (its san.silence_db / san.noise_db); false: the group's SSL-TIE evaluation
+    # convention (REFERENCE.md C). Evaluating a model on negatives shaped unlike the ones it learned from measures the
+    # input shift, not the training; every checkpoint of one recipe family shares the same defaults, so rows compare.
+    batch_size: int = 32
+    num_workers: int = 2
+    device: str = "auto"           # auto (cuda if available) | cpu | cuda
+    tf32: bool = False             # TF32 convolutions / matmuls on the GPU: faster, but the maps are no longer fp32
+    retrieval_chunk: int = 1024    # audios per block of the retrieval matrix
+    overlay_samples: int = 4       # samples whose images are kept in the store for the overlay figure
+    image_embedding: str = "mean"  # global image embedding for Table 1 / cosine retrieval: mean | peak (see store)
+    calibration: str = ""          # results folder whose negative maxima set tau_U (empty: this test set's)
+    metrics: MetricConfig = field(default_factory=MetricConfig)

@@ -1,0 +1,73 @@
+"""Merge the finished-shard records of a sharding job into `manifest.json` and `failures.jsonl`.
+
+Reads `OUT/.state/plan.json` and one `OUT/.state/{shard}.json` per shard (written by `pipeline.shard` once that shard's
+tar and index carry their final names), checks that every shard is finished and that
+written + failed + missing == listed, and writes both files atomically. Running it again gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.common.atomic import atomic_write_json, atomic_write_text
+from pipeline.shard.format import ShardError
+
+STATE_DIR = ".state"
+SAMPLE_RATE = 16000
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ShardError(f"{path}: unreadable ({exc})") from None
+
+
+def merge(out: Path) -> dict:
+    """Write manifest.json + failures.jsonl of a finished job in `out`; return the manifest."""
+    plan_path = out / STATE_DIR / "plan.json"
+    try:
+        plan = _read_json(plan_path)
+    except FileNotFoundError:
+        raise ShardError(f"{plan_path}: no sharding plan; run `python -m pipeline.shard` first") from None
+    records, unfinished = [], []
+    for shard in plan["shards"]:
+        try:
+            records.append((shard, _read_json(out / STATE_DIR / f"{shard['name']}.json")))
+        except FileNotFoundError:
+            unfinished.append(shard["name"])
+    if unfinished:
+        raise ShardError(f"{out}: {len(unfinished)} of {len(plan['shards'])} shards are not finished "
+                            f"(first: {unfinished[0]}); run the parts that write them, then merge again")
+    failures = list(plan["absent"])
+    for shard, rec in records:
+        if rec["count"] > 0 and not ((out / f"{shard['name']}.tar").is_file()
+                                     and (out / f"{shard['name']}.idx").is_file()):
+            raise ShardError(f"{out}: {shard['name']}.tar or .idx is missing; re-run the sharder to rewrite it")
+        if rec["count"] + len(rec["failures"]) != len(shard["clips"]):
+            raise ShardError(f"{out / STATE_DIR / (shard['name'] + '.json')}: {rec['count']} written + "
+                                f"{len(rec['failures'])} failed != {len(shard['clips'])} planned")
+        failures.extend(rec["failures"])
+    written = sum(rec["count"] for _, rec in records)
+    missing = sum(1 for f in failures if f["reason"] == "missing")
+    failed = len(failures) - missing
+    if written + failed + missing != plan["listed"]:
+        raise ShardError(f"{out}: accounting does not add up: written {written} + failed {failed} + missing "
+                            f"{missing} != listed {plan['listed']}")
+    shards = [{"name": s["name"], "split": s["split"], "count": r["count"], "bytes": r["bytes"], "sha256": r["sha256"]}
+              for s, r in records if r["count"] > 0]
+    splits = {name: {"count": sum(s["count"] for s in shards if s["split"] == name),
+                     "shards": [s["name"] for s in shards if s["split"] == name]} for name in plan["splits"]}
+    settings = plan["settings"]
+    result = {"format": 1, "classes": plan["classes"],
+              "counts": {"listed": plan["listed"], "written": written, "failed": failed, "missing": missing},
+              "splits": splits, "shards": shards, "sample_rate": SAMPLE_RATE,
+              "audio_format": settings["audio_format"], "frame_size": settings["frame_size"],
+              "frames": settings["frames"]}
+    atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
+    atomic_write_json(out / "manifest.json", result)
+    for stale in list(out.glob(".*.tmp")) + list((out / STATE_DIR).glob(".*.tmp")):
+        stale.unlink()
+    return result

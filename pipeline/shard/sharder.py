@@ -1,0 +1,303 @@
+"""The sharder behind `python -m pipeline.shard`: `ShardConfig` and `run(cfg)`, a VGGSound-like corpus into WebDataset
+tars + DALI indexes.
+
+The job in three steps, each restartable:
+1. Plan (deterministic from the csv, the list file and the settings): select the clips, hold out `val_fraction` of the
+   training clips (lowest seeded hash of the id), shuffle each split with the seed, cut into shards of `shard_size`.
+   The plan is stored in `OUT/.state/plan.json`; a later run with other inputs or settings is refused.
+2. Write shards: workers decode and encode clips (`pipeline.shard.media`), the main process writes each shard's tar
+   under a temporary name, renames it, builds its DALI index, and only then records the shard as finished in
+   `OUT/.state/{shard}.json` (count, bytes, sha256, the failures of its clips). Finished shards are skipped on re-runs,
+   so a killed job resumes and ends with the same bytes. With `--num-parts P --part k` a job writes only the k-th
+   contiguous range of shards (a Slurm array task per part).
+3. Merge (`pipeline.shard.manifest`): after the last shard, or with `python -m pipeline.shard merge --out DIR` after
+   every part: `manifest.json` and `failures.jsonl`, checking written + failed + missing == listed.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+from tqdm import tqdm
+from wds2idx import IndexCreator
+
+from pipeline.common.atomic import atomic_open, atomic_write_json
+from pipeline.common.config import save_config, to_dict
+from pipeline.common.procs import default_workers
+from pipeline.shard import listing, manifest, work
+from pipeline.shard.format import ShardError
+
+STATE_DIR = manifest.STATE_DIR
+PLAN_FILE = "plan.json"
+# Settings that do not change what is written: a re-run may change them.
+EXECUTION_FIELDS = ("out", "workers", "num_parts", "part")
+
+
+@dataclass
+class ShardConfig:
+    src: str = "vggsound"
+    out: str = "shards/vggsound"
+    csv: str = ""                      # default: SRC/vggsound.csv
+    list: str = ""                     # optional file of clip ids (one a line) restricting the csv
+    split: Literal["train", "test", "all"] = "train"
+    val_fraction: float = 0.05         # of the training clips, held out into val-* shards
+    seed: int = 0
+    shard_size: int = 1000             # clips listed per shard (failed clips leave it smaller)
+    frame_size: int = 256              # short side of stored frames
+    frames: int = 1                    # > 1: also K evenly spaced frames `{key}.frame{k}.jpg`
+    audio_format: Literal["flac", "wav"] = "wav"  # why wav: docs/ARCHITECTURE.md section 2
+    jpeg_quality: int = 90
+    min_duration: float = 3.0          # seconds of audio below which a clip is `too_short`
+    layout: Literal["auto", "video", "extracted"] = "auto"
+    video_dir: str = "video"
+    frames_dir: str = "frames"
+    audio_dir: str = "audio"
+    workers: int = 0                   # 0: every core this process may use
+    num_parts: int = 1
+    part: int = 0
+
+
+def check_config(cfg: ShardConfig) -> None:
+    problems = []
+    if cfg.shard_size < 1:
+        problems.append(f"shard_size must be >= 1, got {cfg.shard_size}")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        problems.append(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.frame_size < 8:
+        problems.append(f"frame_size must be >= 8, got {cfg.frame_size}")
+    if cfg.frames < 1:
+        problems.append(f"frames must be >= 1, got {cfg.frames}")
+    if not 1 <= cfg.jpeg_quality <= 100:
+        problems.append(f"jpeg_quality must be in [1, 100], got {cfg.jpeg_quality}")
+    if cfg.min_duration < 0:
+        problems.append(f"min_duration must be >= 0, got {cfg.min_duration}")
+    if cfg.workers < 0:
+        problems.append(f"workers must be >= 0, got {cfg.workers}")
+    if cfg.num_parts < 1 or not 0 <= cfg.part < cfg.num_parts:
+        problems.append(f"part must be in [0, num_parts), got part {cfg.part} of {cfg.num_parts}")
+    if problems:
+        raise ShardError("; ".join(problems))
+
+
+def settings_of(cfg: ShardConfig) -> dict:
+    return {k: v for k, v in to_dict(cfg).items() if k not in EXECUTION_FIELDS}
+
+
+# ---------------------------------------------------------------------------------------------------------- plan
+def _val_rank(seed: int, cid: str) -> str:
+    return hashlib.sha256(f"{seed}:{cid}".encode()).hexdigest()
+
+
+def build_plan(cfg: ShardConfig) -> dict:
+    """The deterministic plan: settings, classes, listed count, clips absent from the csv, and every shard's clips."""
+    src = Path(cfg.src)
+    layout = listing.detect_layout(src, cfg.layout, cfg.video_dir, cfg.frames_dir, cfg.audio_dir)
+    csv_path = Path(cfg.csv) if cfg.csv else src / "vggsound.csv"
+    rows = listing.read_csv(csv_path)
+    classes = listing.classes_of(rows)
+    class_index = {c: i for i, c in enumerate(classes)}
+    wanted = ("train", "test") if cfg.split == "all" else (cfg.split,)
+    absent: list[dict] = []
+    if cfg.list:
+        by_id = {r.id: r for r in rows}
+        selected, other_split = [], 0
+        for cid in listing.read_id_list(Path(cfg.list)):
+            row = by_id.get(cid)
+            if row is None:
+                absent.append(work.failure(cid, layout, "missing", f"not in {csv_path}"))
+            elif row.split in wanted:
+                selected.append(row)
+            else:
+                other_split += 1
+        if other_split:
+            print(f"note: {other_split} clips of {cfg.list} are not in split {cfg.split!r} and are left out",
+                  file=sys.stderr)
+    else:
+        selected = [r for r in rows if r.split in wanted]
+    if not selected and not absent:
+        raise ShardError(f"{csv_path}: no clips of split {cfg.split!r}" + (f" in {cfg.list}" if cfg.list else ""))
+
+    groups: dict[str, list[listing.Row]] = {}
+    if "train" in wanted:
+        train = [r for r in selected if r.split == "train"]
+        n_val = round(len(train) * cfg.val_fraction)
+        val_ids = set(sorted((r.id for r in train), key=lambda c: _val_rank(cfg.seed, c))[:n_val])
+        groups["train"] = [r for r in train if r.id not in val_ids]
+        groups["val"] = [r for r in train if r.id in val_ids]
+    if "test" in wanted:
+        groups["test"] = [r for r in selected if r.split == "test"]
+    shards = []
+    for group, members in groups.items():
+        members = sorted(members, key=lambda r: r.id)
+        random.Random(f"{cfg.seed}:{group}").shuffle(members)
+        for i in range(0, len(members), cfg.shard_size):
+            chunk = members[i:i + cfg.shard_size]
+            shards.append({"name": f"{group}-{i // cfg.shard_size:06d}", "split": group,
+                           "clips": [[r.id, r.ytid, r.start, r.label, class_index[r.label], group] for r in chunk]})
+    layout_dict = {"kind": layout.kind, "video_dir": str(layout.video_dir), "frames_dir": str(layout.frames_dir),
+                   "audio_dir": str(layout.audio_dir)}
+    return {"format": 1, "settings": settings_of(cfg), "layout": layout_dict, "classes": classes,
+            "splits": list(groups), "listed": len(selected) + len(absent), "absent": absent, "shards": shards}
+
+
+def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
+    """Store the plan on a first run; on later runs (resume, other parts) insist on the same plan."""
+    out = Path(cfg.out)
+    plan_path = out / STATE_DIR / PLAN_FILE
+    if out.exists() and not out.is_dir():
+        raise ShardError(f"{out}: exists and is not a folder")
+    if not plan_path.exists() and out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()):
+        raise ShardError(f"{out}: not empty and not a shard folder (no {STATE_DIR}/{PLAN_FILE}); use a new --out")
+    if plan_path.exists():
+        try:
+            stored = json.loads(plan_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ShardError(f"{plan_path}: unreadable plan ({exc}); delete {out} and start again") from None
+        if stored != plan:
+            diff = sorted(k for k in plan["settings"] if stored.get("settings", {}).get(k) != plan["settings"][k])
+            what = f"settings {diff}" if diff else "inputs (csv, list or files)"
+            raise ShardError(f"{out}: was sharded with other {what}; use another --out or delete it")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(plan_path, plan)
+    if not (out / "config.yaml").exists():  # also when a run was killed between the plan and the config
+        save_config(cfg, out / "config.yaml")
+
+
+# ------------------------------------------------------------------------------------------------ shard output
+class _HashingWriter:
+    """File wrapper that counts and hashes what tarfile writes."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_shard(out: Path, name: str, samples: Iterator[tuple[str, dict[str, bytes] | None, dict | None]]) -> dict:
+    """Write one shard from (id, members, failure) results; return its record (also stored as finished)."""
+    tar_path, idx_path = out / f"{name}.tar", out / f"{name}.idx"
+    failures: list[dict] = []
+    record = {"name": name, "count": 0, "bytes": 0, "sha256": None}
+    opened = None
+    try:
+        for cid, members, failure in samples:
+            if failure is not None:
+                failures.append(failure)
+                continue
+            if opened is None:
+                ctx = atomic_open(tar_path, "wb")
+                fh = ctx.__enter__()
+                os.fchmod(fh.fileno(), 0o644)
+                hashing = _HashingWriter(fh)
+                tar = tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT)
+                opened = (ctx, hashing, tar)
+            for ext, data in members.items():
+                opened[2].addfile(_tarinfo(f"{cid}.{ext}", len(data)), io.BytesIO(data))
+            record["count"] += 1
+    except BaseException:
+        if opened is not None:
+            opened[0].__exit__(*sys.exc_info())
+        raise
+    if opened is not None:
+        ctx, hashing, tar = opened
+        tar.close()
+        ctx.__exit__(None, None, None)
+        record["bytes"], record["sha256"] = hashing.size, hashing.sha.hexdigest()
+        tmp_idx = out / f".{name}.idx.tmp"
+        with IndexCreator(str(tar_path), str(tmp_idx), verbose=False) as creator:
+            creator.create_index()
+        with open(tmp_idx, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_idx, idx_path)
+    record["failures"] = failures
+    atomic_write_json(out / STATE_DIR / f"{name}.json", record)
+    return record
+
+
+def shard_done(out: Path, name: str) -> bool:
+    state = out / STATE_DIR / f"{name}.json"
+    if not state.exists():
+        return False
+    try:
+        count = json.loads(state.read_text())["count"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return count == 0 or ((out / f"{name}.tar").exists() and (out / f"{name}.idx").exists())
+
+
+def part_range(num_shards: int, num_parts: int, part: int) -> range:
+    """The contiguous range of shard positions that part `part` of `num_parts` writes."""
+    return range(part * num_shards // num_parts, (part + 1) * num_shards // num_parts)
+
+
+@dataclass
+class RunSummary:
+    shards_written: int
+    shards_skipped: int
+    clips_processed: int
+    written: int
+    failed: int
+    manifest: dict | None
+
+
+def run(cfg: ShardConfig, *, progress: bool = True) -> RunSummary:
+    """Plan, write this part's unfinished shards, and merge when this is the only part."""
+    check_config(cfg)
+    plan = build_plan(cfg)
+    _load_or_store_plan(cfg, plan)
+    out = Path(cfg.out)
+    mine = [plan["shards"][i] for i in part_range(len(plan["shards"]), cfg.num_parts, cfg.part)]
+    todo = [s for s in mine if not shard_done(out, s["name"])]
+    for s in todo:
+        for stale in out.glob(f".{s['name']}.*.tmp"):
+            stale.unlink()
+    clips = [c for s in todo for c in s["clips"]]
+    workers = default_workers(cfg.workers)
+    summary = RunSummary(len(todo), len(mine) - len(todo), len(clips), 0, 0, None)
+    bar = tqdm(total=len(clips), unit="clip", desc=f"shard part {cfg.part}/{cfg.num_parts}", disable=not progress,
+               dynamic_ncols=True)
+    opts = work.ClipOptions(frames=cfg.frames, min_duration=cfg.min_duration, frame_size=cfg.frame_size,
+                                 audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality)
+    layout = listing.Layout(plan["layout"]["kind"], *(Path(plan["layout"][k])
+                                                      for k in ("video_dir", "frames_dir", "audio_dir")))
+    with work.ClipPool(opts, layout, workers) as pool:
+        for s in todo:
+            def samples(clips=s["clips"]):
+                for item in pool.map(clips):
+                    bar.update(1)
+                    yield item
+            record = write_shard(out, s["name"], samples())
+            summary.written += record["count"]
+            summary.failed += len(record["failures"])
+            bar.set_postfix(written=summary.written, failed=summary.failed, refresh=False)
+    bar.close()
+    if cfg.num_parts == 1:
+        summary.manifest = manifest.merge(out)
+    return summary

@@ -1,0 +1,134 @@
+"""The sharder's per-clip work, run in worker processes: find a clip's input files, decode, encode, validate.
+
+`process_clip` returns the clip's webdataset members or a failure record `{"id", "path", "reason", "detail"}`;
+it never raises for a bad input (a bug still raises). `ClipPool` runs it in worker processes and survives a worker
+that dies inside FFmpeg: the clip responsible is found by re-running clips one at a time and recorded as corrupt.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from pipeline.common import procs
+from pipeline.shard import listing, media
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    frames: int
+    min_duration: float
+    frame_size: int
+    audio_format: str
+    jpeg_quality: int
+
+
+_STATE: dict = {}
+
+
+def init_worker(opts: ClipOptions, layout: listing.Layout) -> None:
+    _STATE["opts"] = opts
+    _STATE["layout"] = layout
+
+
+def failure(cid: str, layout: listing.Layout, reason: str, detail: str) -> dict:
+    inputs = layout.inputs(cid)
+    path = inputs.get("video") or f"{inputs['frames']} + {inputs['audio']}"
+    return {"id": cid, "path": path, "reason": reason, "detail": detail}
+
+
+def _decode(cid: str, layout: listing.Layout, opts: ClipOptions) -> media.Clip:
+    inputs = layout.inputs(cid)
+    if layout.kind == "video":
+        if not os.path.exists(inputs["video"]):
+            raise media.MediaError("missing", "file does not exist")
+        return media.decode_video(inputs["video"], frames=opts.frames, min_duration=opts.min_duration,
+                                  short_side=opts.frame_size)
+    frames_dir, frame = Path(inputs["frames"]), Path(inputs["frame"])
+    if frames_dir.is_dir():
+        frame_paths = list(frames_dir.glob("*.jpg"))
+    elif frame.is_file():
+        frame_paths = [frame]
+    else:
+        raise media.MediaError("missing", f"neither {frames_dir}/ nor {frame} exists")
+    if not os.path.exists(inputs["audio"]):
+        raise media.MediaError("missing", f"{inputs['audio']} does not exist")
+    return media.decode_extracted(frame_paths, Path(inputs["audio"]), frames=opts.frames,
+                                  min_duration=opts.min_duration)
+
+
+def process_clip(clip: list) -> tuple[str, dict[str, bytes] | None, dict | None]:
+    """One planned clip `[id, ytid, start, label, class_index, split]` -> (id, members, None) or (id, None, failure).
+
+    `split` is the clip's shard split (train, val or test).
+    """
+    opts: ClipOptions = _STATE["opts"]
+    layout: listing.Layout = _STATE["layout"]
+    cid, ytid, start, label, class_index, split = clip
+    try:
+        decoded = _decode(cid, layout, opts)
+        meta = {"id": cid, "ytid": ytid, "start": start, "label": label, "class_index": class_index,
+                "split": split}
+        members = media.encode_sample(decoded, meta, frame_size=opts.frame_size, audio_format=opts.audio_format,
+                                      jpeg_quality=opts.jpeg_quality)
+        return cid, members, None
+    except media.MediaError as err:
+        return cid, None, failure(cid, layout, err.reason, err.detail)
+
+
+Result = tuple[str, dict[str, bytes] | None, dict | None]
+
+
+class ClipPool:
+    """`map(clips)` yields `work(clip)` results in clip order from `workers` processes (forkserver: started clean even
+    when the caller holds threads, e.g. DALI or torch)."""
+
+    def __init__(self, opts: ClipOptions, layout: listing.Layout, workers: int,
+                 work: Callable[[list], Result] = process_clip):
+        self.args = (opts, layout)
+        self.workers = workers
+        self.work = work
+        self.ctx = procs.forkserver_context("pipeline.shard.work")
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=self.ctx, initializer=init_worker, initargs=self.args)
+
+    def __enter__(self) -> "ClipPool":
+        self.pool = self._new_pool(self.workers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, clips: list[list]) -> Iterator[Result]:
+        i = 0
+        while i < len(clips):
+            try:  # submit raises too when a worker has already died
+                futures = [self.pool.submit(self.work, c) for c in clips[i:]]
+                for future in futures:
+                    result = future.result()
+                    i += 1
+                    yield result
+            except BrokenProcessPool:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = self._new_pool(self.workers)
+                yield self._alone(clips[i])
+                i += 1
+
+    def _alone(self, clip: list) -> Result:
+        """Run one clip in a process of its own: its result, or a corrupt record if that process dies too."""
+        with self._new_pool(1) as single:
+            try:
+                return single.submit(self.work, clip).result()
+            except BrokenProcessPool:
+                pass
+        with self._new_pool(1) as probe:  # a worker that dies doing nothing means the pool itself is broken
+            try:
+                probe.submit(os.getpid).result()
+            except BrokenProcessPool:
+                raise RuntimeError("sharder worker processes die on start; see the log above") from None
+        return clip[0], None, failure(clip[0], self.args[1], "corrupt", "the decoder crashed (its worker process died)")

@@ -116,7 +116,7 @@ def build(cfg: IS3PlusConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m eval.is3plus",
-                                 description=__doc__.split("\n\n")[0].replace("\n", " "))
+                description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--config", help="YAML file of IS3PlusConfig options")
     ap.add_argument("--is3")
     ap.add_argument("--clean-audio")

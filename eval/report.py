@@ -232,7 +232,7 @@ def write_report(paths: list[str | Path], out: str | Path, paper: bool = False) 
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m eval.report",
-                                 description=__doc__.split("\n\n")[0].replace("\n", " "))
+                description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("results", nargs="+", help="results folders written by eval.run")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--paper", action="store_true", help="add the paper's SSL-TIE and SSL-SaN rows for comparison")

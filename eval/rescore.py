@@ -66,7 +66,7 @@ def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Pat
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m eval.rescore",
-                                 description=__doc__.split("\n\n")[0].replace("\n", " "))
+                description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("results", help="a results folder written by eval.run")
     ap.add_argument("--out", help="where to write (default: the results folder)")
     ap.add_argument("--calibration", help="results folder whose negative maxima set tau_U")

@@ -186,7 +186,7 @@ def run(cfg: EvalConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m eval.run",
-                                 description=__doc__.split("\n\n")[0].replace("\n", " "))
+                description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--config", help="YAML file of EvalConfig options")
     for f in ("ckpt", "testset", "data", "out", "name"):
         ap.add_argument(f"--{f}")

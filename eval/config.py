@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from eval.metrics import MetricConfig
+from pipeline.common.config import check_range, require
 from eval.offscreen import OFFSCREEN_SEEDS
+
+# What an eval.run results folder holds: a command that replaces such a folder refuses one holding anything else.
+RESULT_FILES = ("config.yaml", "metrics.json", "maps.zarr", "tables.md", "tables.csv", "maxima.png", "overlays_*.png")
 
 
 @dataclass
@@ -32,3 +36,16 @@ class EvalConfig:
     image_embedding: str = "mean"  # global image embedding for Table 1 / cosine retrieval: mean | peak (see store)
     calibration: str = ""          # results folder whose negative maxima set tau_U (empty: this test set's)
     metrics: MetricConfig = field(default_factory=MetricConfig)
+
+    def __post_init__(self) -> None:
+        """Values no evaluation can use are refused as one ConfigError listing each key."""
+        p: list[str] = []
+        check_range(p, "image_size", self.image_size, low=16)
+        check_range(p, "batch_size", self.batch_size, low=1)
+        check_range(p, "num_workers", self.num_workers, low=0)
+        check_range(p, "audio_seconds", self.audio_seconds, low=0)
+        check_range(p, "retrieval_chunk", self.retrieval_chunk, low=1)
+        check_range(p, "overlay_samples", self.overlay_samples, low=0)
+        if not self.seeds:
+            p.append("seeds: give at least one evaluation pass seed")
+        require(p)

@@ -6,10 +6,15 @@
 - Audio: channel 0 of the file (as the ICASSP SSL-TIE loader), resampled to 16 kHz if the file has another rate, then
   the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
   S4), and `pipeline.load.features.logmel` (dB): [1, 257, T].
+Audio files must hold what their header promises: a WAV whose data chunk is cut short (a truncated copy) is an error
+naming the file, not a shorter clip scored as if complete.
 A file that cannot be decoded becomes an `error` entry naming it (DataLoader workers would otherwise wrap the exception
 in a multi-line message); `batches` raises it as an EvalError in the main process.
 """
 from __future__ import annotations
+
+import os
+import struct
 
 import numpy as np
 import soundfile as sf
@@ -39,16 +44,48 @@ def load_image(path, size: int = 224) -> torch.Tensor:
     return TF.normalize(load_rgb(path, size), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def load_waveform(path, num_samples: int) -> torch.Tensor:
-    """Channel 0 at 16 kHz, tiled / cut to `num_samples`: float32 [num_samples]."""
+def wav_declared_frames(path) -> int | None:
+    """The frames a RIFF/WAVE file's `data` chunk header promises (None: not a WAV, or a streaming header that
+    promises nothing, size 0 or 0xFFFFFFFF)."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = fh.read(size + (size & 1))
+                block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+                continue
+            if cid == b"data":
+                return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+            fh.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """(float32 [frames, channels], sample rate) of an audio file that holds every frame its header promises."""
     try:
         wave, sr = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
+        declared = wav_declared_frames(path)
+    except (RuntimeError, sf.LibsndfileError, OSError) as exc:
         detail = str(exc).replace(f"Error opening {str(path)!r}: ", "")
         raise EvalError(f"{path}: cannot read audio: {detail}") from None
-    mono = torch.from_numpy(np.ascontiguousarray(wave[:, 0]))
-    if mono.numel() == 0:
+    if wave.shape[0] == 0:
         raise EvalError(f"{path}: audio file has no samples")
+    if declared is not None and wave.shape[0] < declared:
+        raise EvalError(f"{path}: truncated audio: the header promises {declared} samples ({declared / sr:.3f} s), "
+                        f"the file holds {wave.shape[0]} ({wave.shape[0] / sr:.3f} s)")
+    return wave, sr
+
+
+def load_waveform(path, num_samples: int) -> torch.Tensor:
+    """Channel 0 at 16 kHz, tiled / cut to `num_samples`: float32 [num_samples]."""
+    wave, sr = read_audio(path)
+    mono = torch.from_numpy(np.ascontiguousarray(wave[:, 0]))
     if sr != SAMPLE_RATE:
         mono = AF.resample(mono, sr, SAMPLE_RATE)
     return tile(mono, num_samples)

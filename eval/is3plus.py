@@ -28,11 +28,13 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from eval.errors import EvalError
+from eval.errors import EvalError, check_replaceable
+from eval.inputs import read_audio
 from eval.testsets import IS3PLUS_ANNOTATION, read_testset
 from pipeline.common.atomic import atomic_open, atomic_write_json
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config
+from pipeline.common.outputs import build_aside, writer_lock
 
 
 @dataclass
@@ -61,14 +63,8 @@ def _load_mapping(path: Path) -> dict[str, str]:
 
 def clean_audio_file(src: Path, sample_rate: int, peak: float) -> np.ndarray:
     """A clean clip as float32 mono at `sample_rate`, peak-normalised to `peak`."""
-    try:
-        wave, sr = sf.read(src, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        detail = str(exc).replace(f"Error opening {str(src)!r}: ", "")
-        raise EvalError(f"{src}: cannot read audio: {detail}") from None
+    wave, sr = read_audio(src)
     mono = torch.from_numpy(wave.mean(axis=1))
-    if mono.numel() == 0:
-        raise EvalError(f"{src}: audio file has no samples")
     if sr != sample_rate:
         mono = AF.resample(mono, sr, sample_rate)
     top = float(mono.abs().max())
@@ -96,12 +92,22 @@ def build(cfg: IS3PlusConfig) -> Path:
             if not pools[cls]:
                 raise EvalError(f"{clean / cls}: no clean audio for IS3+ class {cls!r} (IS3 class {s.label!r})")
         choices.append((s, cls, random.Random(f"{cfg.seed}:{s.key}").choice(pools[cls])))
+    check_replaceable(out, ("audio_wav", "config.yaml", IS3PLUS_ANNOTATION))   # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        check_replaceable(out, ("audio_wav", "config.yaml", IS3PLUS_ANNOTATION))
+        with build_aside(out) as stage:
+            _write(stage, out, cfg, clean, choices)
+    return out / IS3PLUS_ANNOTATION
+
+
+def _write(stage: Path, out: Path, cfg: IS3PlusConfig, clean: Path, choices: list) -> None:
+    """The IS3+ files into `stage`, paths in the annotation relative to `out`, where they will be."""
     records, written = [], {}
     for s, cls, src in tqdm(choices, desc="IS3+ audio", unit="sample"):
         rel = Path("audio_wav") / src.parent.name / f"{src.stem}.wav"
         if rel not in written:
             wave = clean_audio_file(src, cfg.sample_rate, cfg.peak)
-            with atomic_open(out / rel, "wb") as fh:
+            with atomic_open(stage / rel, "wb") as fh:
                 sf.write(fh, wave, cfg.sample_rate, format="WAV", subtype="PCM_16")
             written[rel] = src
         records.append({
@@ -109,9 +115,8 @@ def build(cfg: IS3PlusConfig) -> Path:
             "gt_box": list(s.boxes[0]), "class": cls, "is3_class": s.label,
             "source_audio": src.relative_to(clean).as_posix(),
         })
-    save_config(cfg, out / "config.yaml")
-    atomic_write_json(out / IS3PLUS_ANNOTATION, records)
-    return out / IS3PLUS_ANNOTATION
+    save_config(cfg, stage / "config.yaml")
+    atomic_write_json(stage / IS3PLUS_ANNOTATION, records)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,13 +24,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval.errors import EvalError  # noqa: E402
+from eval.errors import EvalError, check_replaceable  # noqa: E402
 from eval.metrics.upsample import upsample  # noqa: E402
 from eval.paper import paper_rows  # noqa: E402
 from eval.store import Store, read_store  # noqa: E402
 from pipeline.common.atomic import atomic_open, atomic_write_text  # noqa: E402
 from pipeline.common.cli import Parser, run_cli  # noqa: E402
+from pipeline.common.outputs import build_aside, writer_lock  # noqa: E402
 
+REPORT_FILES = ("tables.md", "tables.csv", "maxima.png", "overlays_*.png")  # what a report folder holds
 TESTSET_TITLES = {"vggss": "VGG-SS", "is3": "IS3", "is3plus": "IS3+", "s4": "AVS-Bench S4"}
 NEG_KINDS = ("silence", "noise", "offscreen")
 
@@ -217,7 +219,11 @@ def paper_results(testsets) -> list[Result]:
 
 def write_report(paths: list[str | Path], out: str | Path, paper: bool = False) -> Path:
     """Tables and figures of the results folders `paths` in `out`; `paper` adds the paper's rows for comparison."""
-    results = [load_result(p) for p in paths]
+    return report_results([load_result(p) for p in paths], out, paper)
+
+
+def report_results(results: list[Result], out: str | Path, paper: bool = False) -> Path:
+    """Tables and figures of `results` in the existing folder `out`."""
     if not results:
         raise EvalError("give at least one results folder")
     out = Path(out)
@@ -237,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--paper", action="store_true", help="add the paper's SSL-TIE and SSL-SaN rows for comparison")
     args = ap.parse_intermixed_args(argv)
-    print(f"wrote {write_report(args.results, args.out, paper=args.paper)}")
+    results = [load_result(p) for p in args.results]
+    out = Path(args.out)
+    check_replaceable(out, REPORT_FILES)   # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        check_replaceable(out, REPORT_FILES)
+        with build_aside(out) as stage:
+            report_results(results, stage, paper=args.paper)
+    print(f"wrote {out / 'tables.md'}")
     return 0
 
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from eval.config import EvalConfig
-from eval.errors import EvalError
+from eval.config import RESULT_FILES, EvalConfig
+from eval.errors import EvalError, check_replaceable
 from eval.metrics import NEGATIVE_KINDS, MetricError, compute_all
-from eval.report import write_report
+from eval.report import Result, report_results
 from eval.score import jsonable
 from eval.store import read_store
 from pipeline.common.atomic import atomic_write_json
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config
+from pipeline.common.outputs import build_aside, writer_lock
 
 
 def score_store(results: Path, cfg) -> dict:
@@ -49,18 +50,36 @@ def score_store(results: Path, cfg) -> dict:
             "image_embedding": cfg.image_embedding, "calibration": cfg.calibration or None, "metrics": metrics}
 
 
+def score_into(results: Path, cfg, out: Path, store_in: Path | None = None) -> None:
+    """Score the store in `results` and write config.yaml, metrics.json, tables and figures into the folder `out`.
+    metrics.json names the store unless it sits beside it (`out` is `results`, or `store_in`: the folder whose
+    files `out` is staged to replace)."""
+    info = score_store(results, cfg)
+    save_config(cfg, out / "config.yaml")
+    if out.resolve() != results.resolve() and store_in is None:
+        info["store"] = str((results / "maps.zarr").resolve())   # the figures read the maps from there
+    info = jsonable(info)                                       # standard JSON: NaN -> null
+    atomic_write_json(out / "metrics.json", info)
+    report_results([Result(results, info)], out)
+
+
 def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Path:
-    """Score the store in `results` (config: `cfg`, default the run's config.yaml) into `out` (default `results`)."""
+    """Score the store in `results` (config: `cfg`, default the run's config.yaml) into `out` (default `results`).
+
+    Nothing is replaced unless everything was computed: the new files are built in a staging folder and swapped in
+    (pipeline.common.outputs); in place, the store itself is kept and only read."""
     results = Path(results)
     if cfg is None:
         cfg = load_config(EvalConfig, results / "config.yaml")
     out = Path(out) if out is not None else results
-    info = score_store(results, cfg)
-    save_config(cfg, out / "config.yaml")
-    if out.resolve() != results.resolve():
-        info["store"] = str((results / "maps.zarr").resolve())   # the figures read the maps from there
-    atomic_write_json(out / "metrics.json", jsonable(info))  # standard JSON: NaN -> null
-    write_report([out], out)
+    in_place = out.exists() and out.resolve() == results.resolve()
+    if not in_place:
+        check_replaceable(out, RESULT_FILES)   # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        if not in_place:
+            check_replaceable(out, RESULT_FILES)
+        with build_aside(out, keep=("maps.zarr",) if in_place else ()) as stage:
+            score_into(results, cfg, stage, store_in=results if in_place else None)
     return out / "metrics.json"
 
 

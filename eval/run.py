@@ -12,8 +12,10 @@
    so its embedding is a_j); per-sample maxima; embeddings (a_i, mean of v_i over pixels, v_i at the argmax of the
    positive map); the retrieval matrix max_p <v_i(p), a_j> over all pairs; the ground truth.
 4. The store is marked complete, then the metrics are computed from the store (as `python -m eval.rescore` does) and
-   written with the tables and figures (`eval.report`). metrics.json is written atomically and only then; an old one
-   in OUT is removed first, so an interrupted run never leaves results that look complete.
+   written with the tables and figures (`eval.report`).
+Everything is written into a staging folder beside OUT, which replaces OUT only when complete (a failed or
+interrupted run leaves an earlier OUT as it was); OUT may hold only what eval.run writes, and one writer at a time
+holds it (pipeline.common.outputs).
 """
 from __future__ import annotations
 
@@ -27,18 +29,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from eval.config import EvalConfig
-from eval.errors import EvalError
+from eval.config import RESULT_FILES, EvalConfig
+from eval.errors import EvalError, check_replaceable
 from eval.inputs import EvalInputs, batches, collate, load_rgb
 from eval.offscreen import offscreen_choice
-from eval.rescore import rescore
+from eval.rescore import score_into
 from eval.store import StoreWriter
 from eval.testsets import TESTSETS, TestSet, read_testset
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config, to_dict
+from pipeline.common.outputs import build_aside, writer_lock
 from pipeline.load.features import seconds_to_samples
 from pipeline.load.negatives import noise_logmels, silence_logmel
-from trainer.checkpoint import load_model, resolve
+from trainer.checkpoint import CheckpointError, load_model, resolve
 
 
 def pick_device(name: str) -> torch.device:
@@ -165,23 +168,27 @@ def run(cfg: EvalConfig) -> Path:
     testset = read_testset(cfg.testset, cfg.data, gt=cfg.gt)
     try:
         model, train_cfg = load_model(cfg.ckpt)
+    except CheckpointError:
+        raise                                  # already one line naming the file
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise EvalError(f"cannot load checkpoint: {_one_line(exc, cfg.ckpt)}") from None
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ["metrics.json", "tables.md", "tables.csv", "maxima.png", *out.glob("overlays_*.png")]:
-        (out / stale).unlink(missing_ok=True)
     san = train_cfg.san
     cfg = dataclasses.replace(cfg, silence_db=san.silence_db if cfg.silence_db is None else cfg.silence_db,
                               noise_db=san.noise_db if cfg.noise_db is None else cfg.noise_db)
     name = cfg.name or _run_name(cfg.ckpt)
-    save_config(cfg, out / "config.yaml")
     attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),
              "model": name, "config": to_dict(cfg),
              "train_san": {"S": san.silence_negative, "N": san.noise_negative, "L_S": san.silence_map_loss,
                            "L_N": san.noise_map_loss}}
-    evaluate(model, testset, cfg, out / "maps.zarr", attrs)
-    return rescore(out, cfg)
+    check_replaceable(out, RESULT_FILES)   # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        check_replaceable(out, RESULT_FILES)
+        with build_aside(out) as stage:
+            save_config(cfg, stage / "config.yaml")
+            evaluate(model, testset, cfg, stage / "maps.zarr", attrs)
+            score_into(stage, cfg, stage)
+    return out / "metrics.json"
 
 
 def main(argv: list[str] | None = None) -> int:

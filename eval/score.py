@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.errors import EvalError
+from eval.errors import EvalError, check_replaceable
 from eval.metrics import NEGATIVE_KINDS, MetricConfig, MetricError, compute_all
 from eval.metrics.embeddings import max_map_scores, pooled_visual_embedding
 from eval.metrics.gt import masks_from_boxes
+from eval.store import check_integrity
 from pipeline.common.atomic import atomic_write_text
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config
+from pipeline.common.outputs import build_aside, writer_lock
 
 ARRAYS = ("pos", *NEGATIVE_KINDS, "gt", "boxes", "boxes_px", "keys", "groups", "labels",
           "emb_image", "emb_image_mean", "emb_audio", "retrieval", "vis_maps")
@@ -42,10 +44,12 @@ def read_maps(path: str | Path) -> dict[str, np.ndarray]:
             group = zarr.open_group(str(path), mode="r")
             if group.attrs.get("complete") is False:
                 raise EvalError(f"{path}: the store is marked incomplete (its evaluation did not finish)")
+            if "format" in group.attrs:      # an eval.run store: proven intact before it is read
+                check_integrity(path, dict(group.attrs))
             names = set(group.array_keys())
             return {k: np.asarray(group[k][...]) for k in ARRAYS if k in names}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise EvalError(f"{path}: cannot read maps: {exc}") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise EvalError(f"{path}: cannot read maps: {exc or type(exc).__name__}") from None
     raise EvalError(f"{path}: expected a .npz file or a .zarr store")
 
 
@@ -124,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         raise EvalError(str(exc)) from None
     result["input"] = {"maps": str(args.maps), "calibration": args.calibration}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    atomic_write_text(out / "metrics.json", json.dumps(jsonable(result), indent=1) + "\n")
+    check_replaceable(out, ("config.yaml", "metrics.json"))   # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        check_replaceable(out, ("config.yaml", "metrics.json"))
+        with build_aside(out) as stage:
+            save_config(cfg, stage / "config.yaml")
+            atomic_write_text(stage / "metrics.json", json.dumps(jsonable(result), indent=1) + "\n")
     t2 = result["tables"]["table2"]
     print(f"wrote {out / 'metrics.json'}: cIoU_Uth {t2['cIoU_Uth']:.2f}  cIoU_Adap {t2['cIoU_Adap']:.2f}  "
           f"FLOC {t2['FLOC']:.2f}  FAUC {t2['FAUC']:.2f}  (tau_U {result['thresholds']['tau_U']:.4f})")

@@ -10,8 +10,11 @@ Layout (N samples, S evaluation passes = offscreen seeds, h x w native map size,
   emb_audio [N,C], emb_image_mean [N,C], emb_image_peak [N,C] f4                    embeddings (see eval.run)
   retrieval [N,N] f4                                                                max_p S(image i, audio j)(p)
   overlay_index [K] i8, overlay_image [K,224,224,3] u1                              samples kept for the figures
-attrs: format, complete, testset, data, checkpoint, model, seeds, gt_kind, audio_seconds, notes, config.
-`complete` is false until `StoreWriter.finish`; `read_store` refuses an incomplete store.
+attrs: format, complete, integrity, testset, data, checkpoint, model, seeds, gt_kind, audio_seconds, notes, config.
+`complete` is false until `StoreWriter.finish`, which also records the SHA-256 of every file of the store (each
+array's metadata and chunks; `integrity`, pipeline.common.integrity). `read_store` refuses an incomplete store and a
+damaged one: a chunk deleted, changed or added since `finish` (zarr would read a missing chunk as zeros), naming the
+first files at fault. Stores of format 1 carry no record and are refused too (run eval.run again).
 """
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ import numpy as np
 import zarr
 
 from eval.errors import EvalError
+from pipeline.common import integrity
 
-FORMAT = 1
+FORMAT = 2
+ROOT_META = "zarr.json"  # holds the attributes, the integrity record among them: not part of the record
 MAP_KINDS = ("pos", "silence", "noise", "offscreen")
 CHUNK = 256
 
@@ -59,7 +64,8 @@ class StoreWriter:
         self._array(name, (self.n,) + value.shape[1:], value.dtype)[start:start + len(value)] = value
 
     def finish(self) -> None:
-        self.group.attrs["complete"] = True
+        files = integrity.record(self.path, exclude=(ROOT_META,))
+        self.group.attrs.update({"integrity": {"algorithm": integrity.ALGORITHM, "files": files}, "complete": True})
 
 
 @dataclass
@@ -89,10 +95,14 @@ def read_store(path: str | Path) -> Store:
         attrs = dict(group.attrs)
     except Exception as exc:  # zarr raises many types for damaged metadata
         raise EvalError(f"{path}: cannot open the map store: {exc}") from None
+    if attrs.get("format") == 1:
+        raise EvalError(f"{path}: a map store of format 1 (written before stores carried an integrity record); "
+                        f"run eval.run again")
     if attrs.get("format") != FORMAT:
         raise EvalError(f"{path}: not a map store of format {FORMAT} (found {attrs.get('format')!r})")
     if not attrs.get("complete"):
         raise EvalError(f"{path}: the map store is incomplete (the evaluation did not finish); run eval.run again")
+    check_integrity(path, attrs)
     missing = [k for k in MAP_KINDS + ("gt", "keys", "labels") if k not in group]
     if missing:
         raise EvalError(f"{path}: the map store lacks {missing}")
@@ -101,3 +111,14 @@ def read_store(path: str | Path) -> Store:
         if name in arrays:
             arrays[name] = np.array(arrays[name].tolist(), dtype=str)
     return Store(path, attrs, arrays)
+
+
+def check_integrity(path: Path, attrs: dict) -> None:
+    """Refuse a store whose files differ from the record `finish` made (EvalError naming the files at fault)."""
+    rec = attrs.get("integrity")
+    if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
+        raise EvalError(f"{path}: the map store has no integrity record; run eval.run again")
+    problems = integrity.verify(path, rec["files"], exclude=(ROOT_META,))
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise EvalError(f"{path}: damaged map store: {'; '.join(problems[:3])}{more}")

@@ -1,8 +1,9 @@
-"""Test helpers: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer), and a
-sharder work function whose worker process dies on one clip."""
+"""Test helpers: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer), and
+sharder work functions whose worker process dies on one clip, or stalls on one."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import av
@@ -10,6 +11,7 @@ import av
 from pipeline.shard import work as shardwork
 
 CRASH_LABEL = "CRASH"
+STALL_LABEL = "STALL"
 
 
 def remux(src: Path, dst: Path, *, audio: bool = True, seconds: float | None = None) -> None:
@@ -30,4 +32,11 @@ def crashing_work(clip: list):
     """shardwork.process_clip, except that the worker process dies (as in a crash inside FFmpeg) on CRASH_LABEL."""
     if clip[3] == CRASH_LABEL:
         os._exit(3)
+    return shardwork.process_clip(clip)
+
+
+def stalling_work(clip: list):
+    """shardwork.process_clip, except that the worker never returns (as on a hung network mount) on STALL_LABEL."""
+    if clip[3] == STALL_LABEL:
+        time.sleep(3600)
     return shardwork.process_clip(clip)

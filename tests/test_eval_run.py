@@ -137,6 +137,7 @@ def _cli(argv, capsys):
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
+    import json
     data = make_vggss(tmp_path / "vggss")
     out = tmp_path / "res"
     base = ["--testset", "vggss", "--data", str(data), "--out", str(out), "num_workers=0", "seeds=[1]",
@@ -147,8 +148,14 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
     wide = _save_tiny_checkpoint(tmp_path / "wide", width=16)
     cfg_text = (wide / "config.yaml").read_text().replace("width: 16", "width: 8")
     (wide / "config.yaml").write_text(cfg_text)
+    rc, err = _cli(["--ckpt", str(wide)] + base, capsys)        # the edited config.yaml no longer matches its record
+    assert rc == 2 and err == f"error: {wide}: damaged checkpoint: config.yaml: content differs from what was " \
+                              f"recorded (sha256)"
+    state = json.loads((wide / "state.json").read_text())
+    del state["integrity"]                                    # a checkpoint written before the record existed
+    (wide / "state.json").write_text(json.dumps(state))
     rc, err = _cli(["--ckpt", str(wide)] + base, capsys)
-    assert rc == 2 and "cannot load checkpoint" in err
+    assert rc == 2 and err.startswith(f"error: {wide / 'model.safetensors'}: cannot load weights: ")
     rc, err = _cli(["--ckpt", str(tiny_ckpt), "--testset", "s4", "--data", str(data), "--out", str(out)], capsys)
     assert rc == 2 and "s4_meta_data.csv" in err
     rc, err = _cli(["--ckpt", str(tiny_ckpt), "--testset", "flickr", "--data", str(data), "--out", str(out)], capsys)
@@ -160,7 +167,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
     assert rc == 2 and err.endswith("ccccccccccc_000000.wav: cannot read audio: Format not recognised.")
     assert not (out / "metrics.json").exists()
     from eval.errors import EvalError
-    with pytest.raises(EvalError, match="incomplete"):
+    with pytest.raises(EvalError, match="no map store here"):   # the failed run's staging folder is gone too
         read_store(out / "maps.zarr")
     # the same from a DataLoader worker process, and for an image
     rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base + ["num_workers=1"], capsys)

@@ -90,7 +90,7 @@ def test_resume_after_sigterm_repeats_losses_exactly(tmp_path):
 
 
 def test_non_finite_loss_stops_without_checkpoint(tmp_path):
-    r = _train(tmp_path, "name=nan", "max_steps=3", "contrastive.temperature=0")
+    r = _train(tmp_path, "name=nan", "max_steps=3", "contrastive.temperature=1e-45")   # 0 is refused as an option
     assert r.returncode == 1
     assert "error: non-finite loss at step 1" in r.stderr
     assert not list((tmp_path / "nan").glob("checkpoints/step_*"))

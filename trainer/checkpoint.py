@@ -7,7 +7,10 @@ A step directory holds
   per process the RNG states (python, numpy, torch CPU/CUDA, the trainer's own generators) and the loader position;
 - `config.yaml`: the resolved TrainConfig.
 It is written under a temporary name and renamed into place, so a killed job never leaves a half checkpoint; the run's
-`checkpoints/best` is a text file naming the best step directory. `--resume auto` = the highest complete step.
+`checkpoints/best` is a text file naming the best step directory. state.json, written last, records the SHA-256 of
+the other three files (`integrity`); every read checks them (`check_checkpoint`), and weights must be finite, so a
+truncated or changed file is an error naming it, never different weights. `--resume auto` = the highest intact step
+(`latest_intact`: damaged newer steps are reported and passed over).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from pipeline.common import integrity
 from pipeline.common.atomic import atomic_write_json, atomic_write_text
 from pipeline.common.cli import UserError
 from pipeline.common.config import ConfigError, load_config, save_config
@@ -32,6 +36,7 @@ from trainer.config import TrainConfig
 from trainer.model import AVENet
 
 STEP_RE = re.compile(r"^step_(\d{8})$")
+STATE = "state.json"
 
 
 class CheckpointError(UserError, ValueError):
@@ -144,8 +149,10 @@ def save_checkpoint(run_dir: Path, step: int, model: AVENet, optimizer_state_dic
         save_file(weights, str(tmp / "model.safetensors"))
         opt_tensors, groups = optimizer_tensors(optimizer_state_dict)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizer_param_groups": groups})
         save_config(cfg, tmp / "config.yaml")
+        files = integrity.record(tmp, exclude=(STATE,))
+        atomic_write_json(tmp / STATE, {**state, "step": step, "optimizer_param_groups": groups,
+                                        "integrity": {"algorithm": integrity.ALGORITHM, "files": files}})
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -185,9 +192,16 @@ def _prune(ckpt_root: Path, keep: int) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    steps = _steps(Path(run_dir) / "checkpoints")
-    return steps[-1] if steps else None
+def latest_intact(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """(the highest step directory that passes `check_checkpoint` or None, one line per newer damaged step)."""
+    skipped = []
+    for step_dir in reversed(_steps(Path(run_dir) / "checkpoints")):
+        try:
+            check_checkpoint(step_dir)
+            return step_dir, skipped
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    return None, skipped
 
 
 def resolve(path: str | Path, which: str = "best") -> Path:
@@ -206,30 +220,63 @@ def resolve(path: str | Path, which: str = "best") -> Path:
 
 def load_state(step_dir: Path) -> dict:
     try:
-        return json.loads((step_dir / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{step_dir / 'state.json'}: unreadable checkpoint state: {exc}") from None
+        state = json.loads((step_dir / STATE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{step_dir / STATE}: unreadable checkpoint state: {exc}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{step_dir / STATE}: unreadable checkpoint state: not a JSON object")
+    return state
+
+
+def check_checkpoint(step_dir: Path) -> dict:
+    """The state of an intact step directory: its files equal the SHA-256 that state.json recorded (checkpoints
+    written before the record existed: model.safetensors present); else CheckpointError naming the file at fault."""
+    state = load_state(step_dir)
+    rec = state.get("integrity")
+    if isinstance(rec, dict) and isinstance(rec.get("files"), dict):
+        problems = integrity.verify(step_dir, rec["files"], exclude=(STATE,))
+        if problems:
+            raise CheckpointError(f"{step_dir}: damaged checkpoint: {'; '.join(problems[:3])}")
+    elif not (step_dir / "model.safetensors").is_file():
+        raise CheckpointError(f"{step_dir / 'model.safetensors'}: missing")
+    return state
 
 
 def load_optimizer(step_dir: Path, state: dict) -> dict:
-    return optimizer_state(load_file(str(step_dir / "optimizer.safetensors")), state["optimizer_param_groups"])
+    f = step_dir / "optimizer.safetensors"
+    try:
+        return optimizer_state(load_file(str(f)), state["optimizer_param_groups"])
+    except Exception as exc:  # safetensors raises its own error types for a file that is not safetensors
+        raise CheckpointError(f"{f}: cannot load the optimizer state: "
+                              f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
 
 
 def load_weights(model: AVENet, step_dir: Path) -> None:
     f = step_dir / "model.safetensors"
     try:
-        model.load_state_dict(load_file(str(f)), strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"{f}: cannot load weights: {str(exc).splitlines()[0]}") from None
+        weights = load_file(str(f))
+        model.load_state_dict(weights, strict=True)
+    except Exception as exc:  # safetensors raises its own error types for a file that is not safetensors
+        raise CheckpointError(f"{f}: cannot load weights: {(str(exc).splitlines() or [type(exc).__name__])[0]}") \
+            from None
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{f}: non-finite values in {bad[:3]}{' ...' if len(bad) > 3 else ''}")
+
+
+def load_train_config(step_dir: Path) -> TrainConfig:
+    """The TrainConfig a step directory was written with."""
+    try:
+        return load_config(TrainConfig, step_dir / "config.yaml")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_model(path: str | Path, which: str = "best", device: str | torch.device = "cpu") -> tuple[AVENet, TrainConfig]:
     """(AVENet in eval mode, its TrainConfig) from a step directory or a run directory (best, else latest)."""
     step_dir = resolve(path, which)
-    try:
-        cfg = load_config(TrainConfig, step_dir / "config.yaml")
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
+    check_checkpoint(step_dir)
+    cfg = load_train_config(step_dir)
     model = AVENet(cfg.model)
     load_weights(model, step_dir)
     return model.to(device).eval(), cfg

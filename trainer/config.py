@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline.common.config import check_range, require
 from pipeline.load.contract import LoaderConfig
 
 
@@ -143,3 +144,48 @@ class TrainConfig:
     equivariance: EquivarianceConfig = field(default_factory=EquivarianceConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        """Values no run can use are refused here, as one ConfigError listing each key, not as a crash later."""
+        p: list[str] = []
+        for key, value, low, low_open in [
+                ("optim.lr", self.optim.lr, 0, True), ("optim.weight_decay", self.optim.weight_decay, 0, False),
+                ("optim.batch_size", self.optim.batch_size, 1, False),
+                ("optim.grad_accum", self.optim.grad_accum, 1, False),
+                ("optim.grad_clip", self.optim.grad_clip, 0, False), ("optim.min_lr", self.optim.min_lr, 0, False),
+                ("optim.plateau_factor", self.optim.plateau_factor, 0, True),
+                ("optim.plateau_patience", self.optim.plateau_patience, 0, False),
+                ("model.width", self.model.width, 1, False), ("epochs", self.epochs, 1, False),
+                ("max_steps", self.max_steps, 0, False), ("log_every", self.log_every, 1, False),
+                ("val_every", self.val_every, 0, False), ("val_batches", self.val_batches, 0, False),
+                ("ckpt_every", self.ckpt_every, 0, False), ("keep_checkpoints", self.keep_checkpoints, 1, False),
+                ("contrastive.temperature", self.contrastive.temperature, 0, True),
+                ("contrastive.tau", self.contrastive.tau, 0, True),
+                ("data.loader.batch_size", self.data.loader.batch_size, 1, False),
+                ("data.loader.image_size", self.data.loader.image_size, 16, False),
+                ("data.loader.clip_seconds", self.data.loader.clip_seconds, 0, True),
+                ("data.loader.window_seconds", self.data.loader.window_seconds, 0, True),
+                ("data.loader.workers", self.data.loader.workers, 0, False)]:
+            check_range(p, key, value, low=low, low_open=low_open)
+        if self.optim.plateau_factor >= 1:
+            p.append(f"optim.plateau_factor: expected a factor < 1, got {self.optim.plateau_factor!r}")
+        require(p)
+
+
+# Keys that steer a run without changing what it learns: a resumed run may change them freely.
+RUN_CONTROL = ("name", "output_root", "epochs", "max_steps", "log_every", "val_every", "val_batches", "val_at_start",
+               "ckpt_every", "keep_checkpoints", "compile", "channels_last", "deterministic", "data.shard_dir",
+               "data.synth_json", "data.loader.workers", "data.loader.device")
+
+
+def recipe_differences(saved: dict, given: dict) -> list[str]:
+    """`key saved -> given` for every recipe key (dotted; RUN_CONTROL excepted) whose value differs between two
+    resolved configs as `pipeline.common.config.to_dict` writes them."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+    a, b = flat(saved), flat(given)
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in RUN_CONTROL and a.get(k) != b.get(k)]

@@ -9,9 +9,10 @@ Per optimizer step: grad_accum micro-batches (DDP gradient sync only on the last
 (SSL-TIE's two views + equivariance + silence/noise), Adam, optional grad clipping. ReduceLROnPlateau steps on a
 validation metric of the held-out `val` split. Output in runs/<name>/: config.yaml, log.jsonl (every loss term, lr,
 samples/s, data-wait), tb/ (TensorBoard), checkpoints/ (trainer.checkpoint). SIGTERM / SIGUSR1 (Slurm's warning
-before preemption or the time limit), or a file runs/<name>/STOP -> checkpoint at the next step boundary and exit 0;
-`--resume auto` (default) continues from the latest checkpoint, exactly (RNG states and the loader position are
-restored). A non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
+before preemption or the time limit), Ctrl-C (SIGINT), or a file runs/<name>/STOP -> checkpoint at the next step
+boundary and exit 0; `--resume auto` (default) continues from the latest intact checkpoint, exactly (RNG states and
+the loader position are restored), and refuses a recipe that differs from the checkpoint's unless
+`--override-recipe` (then the new values are applied and recorded). One training per run folder (`.lock`). A non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
 """
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ from accelerate.utils import gather_object, set_seed
 from tqdm import tqdm
 
 from pipeline.common.cli import Parser, UserError, run_cli
-from pipeline.common.config import load_config, save_config
+from pipeline.common.config import ConfigError, load_config, save_config, to_dict
+from pipeline.common.outputs import OutputBusy, writer_lock
 from trainer import checkpoint as ckpt
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, recipe_differences
 from trainer.data import build_loaders
 from trainer.equivariance import draw_transform
 from trainer.model import AVENet
@@ -52,13 +54,27 @@ class TrainingError(UserError):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: str = "auto"):
+    def __init__(self, cfg: TrainConfig, resume: str = "auto", override_recipe: bool = False):
         self.cfg = cfg
+        self.override_recipe = override_recipe
         cpu = not torch.cuda.is_available()
         self.acc = Accelerator(cpu=cpu, mixed_precision=PRECISION[cfg.precision])
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.device = self.acc.device
         self.run_dir = Path(cfg.output_root) / cfg.name
+        self._hold_run_dir()
+        try:
+            self._build(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder (its lock file goes)."""
+        self._lock.close()
+
+    def _build(self, resume: str) -> None:
+        cfg = self.cfg
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         set_seed(cfg.seed)  # same on every rank: identical initial weights (DDP also broadcasts rank 0's)
@@ -90,17 +106,46 @@ class Trainer:
         self.validated_at = self.best_at = -1
         self._resume(resume)
 
+    def _hold_run_dir(self) -> None:
+        """One training per run folder: the main process holds `run_dir/.lock` for the whole run (every process
+        learns whether it got it, so a refused run ends on all ranks instead of leaving them waiting)."""
+        self._lock = contextlib.ExitStack()
+        busy: OutputBusy | None = None
+        if self.acc.is_main_process:
+            try:
+                self._lock.enter_context(writer_lock(self.run_dir, f"run {self.run_dir}"))
+            except OutputBusy as exc:
+                busy = exc
+        refused = torch.tensor(float(busy is not None), device=self.acc.device)
+        if self.world > 1:
+            refused = self.acc.reduce(refused, reduction="sum")
+        if busy is not None:
+            raise busy
+        if bool(refused.item() > 0):
+            raise OutputBusy(f"run {self.run_dir}: another training holds it (see the main process's message)")
+
     # ---------------------------------------------------------------- resume / checkpoint
     def _resume(self, resume: str) -> None:
         if resume == "none":
             return
-        step_dir = ckpt.latest_checkpoint(self.run_dir) if resume == "auto" else ckpt.resolve(resume, "latest")
+        if resume == "auto":
+            step_dir, skipped = ckpt.latest_intact(self.run_dir)
+            for problem in skipped:
+                self.acc.print(f"warning: {problem}; passed over for an earlier checkpoint")
+        else:
+            step_dir = ckpt.resolve(resume, "latest")
         if step_dir is None:
             return
-        state = ckpt.load_state(step_dir)
+        state = ckpt.check_checkpoint(step_dir)
+        changed = recipe_differences(to_dict(ckpt.load_train_config(step_dir)), to_dict(self.cfg))
+        if changed and not self.override_recipe:
+            raise ConfigError(f"{step_dir}: this recipe differs from the checkpoint's ({'; '.join(changed)}); resume "
+                              f"with the checkpoint's values, or add --override-recipe to apply and record the new ones")
         ckpt.load_weights(self.model, step_dir)
         self.optimizer.optimizer.load_state_dict(ckpt.load_optimizer(step_dir, state))
         self.scheduler.load_state_dict(state["scheduler"])
+        if changed:
+            self._apply_recipe_changes(changed)
         if self.acc.scaler is not None and state.get("scaler"):
             self.acc.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.best = state["step"], state["epoch"], state.get("best")
@@ -112,6 +157,22 @@ class Trainer:
             self.acc.print(f"warning: {step_dir} was written by {len(ranks)} processes, this run has {self.world}: "
                            f"restarting epoch {self.epoch} from its first batch")
         self.acc.print(f"resumed from {step_dir} (step {self.step}, epoch {self.epoch})")
+
+    def _apply_recipe_changes(self, changed: list[str]) -> None:
+        """--override-recipe: the new optimizer and scheduler values replace the restored ones (the rest of the recipe
+        is read from the config at every step); the new lr becomes the current learning rate."""
+        o = self.cfg.optim
+        for group in self.optimizer.optimizer.param_groups:
+            group["lr"], group["weight_decay"] = o.lr, o.weight_decay
+        sch = self.scheduler
+        sch.factor, sch.patience = o.plateau_factor, o.plateau_patience
+        sch.min_lrs = [o.min_lr] * len(sch.min_lrs)
+        sch._last_lr = [o.lr] * len(sch.min_lrs)
+        if sch.mode != o.plateau_mode or any(k.startswith("optim.plateau_metric") for k in changed):
+            sch._init_is_better(mode=o.plateau_mode, threshold=sch.threshold, threshold_mode=sch.threshold_mode)
+            sch._reset()
+            self.best = None
+        self.acc.print(f"--override-recipe: applying {'; '.join(changed)}")
 
     def save(self, epoch_done: bool) -> None:
         """Checkpoint at a step boundary: weights, optimizer, scheduler, every process's RNG and loader position."""
@@ -190,6 +251,8 @@ class Trainer:
     # ---------------------------------------------------------------- main loop
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signum
+        if signum == signal.SIGINT:       # a second Ctrl-C interrupts at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _stop_requested(self) -> bool:
         """A signal reached this process, or a STOP file sits in the run folder (slurm/train.sbatch writes it on
@@ -202,7 +265,7 @@ class Trainer:
 
     def run(self) -> int:
         cfg = self.cfg
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):   # Ctrl-C checkpoints too
             signal.signal(sig, self._on_signal)
         main = self.acc.is_main_process
         tb = log = None
@@ -246,11 +309,13 @@ class Trainer:
                     reached_max = bool(cfg.max_steps) and self.step >= cfg.max_steps
                     if self.step % cfg.log_every == 0 or reached_max:
                         self._log(interval, tb, log, bar)
-                        if self._stop_requested():
-                            self.acc.print(f"stop signal: checkpoint at step {self.step}, exiting (resume with "
-                                           f"--resume auto)")
-                            self.save(epoch_done=False)
-                            return 0
+                    if self._stop_requested():                 # at every step: a signal acts at the next step
+                        if interval["n"]:
+                            self._log(interval, tb, log, bar)
+                        self.acc.print(f"stop signal: checkpoint at step {self.step}, exiting (resume with "
+                                       f"--resume auto)")
+                        self.save(epoch_done=False)
+                        return 0
                     if reached_max:
                         break
                     if cfg.val_every and self.step % cfg.val_every == 0:
@@ -328,10 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML recipe (trainer/configs/*.yaml)")
     parser.add_argument("--resume", default="auto",
                         help="auto (latest checkpoint of runs/<name> if any), none, or a step/run directory")
+    parser.add_argument("--override-recipe", action="store_true",
+                        help="resume even though the recipe differs from the checkpoint's, applying the new values")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.batch_size=64 san.lambda_sn=0.5")
     args = parser.parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    return Trainer(cfg, args.resume).run()
+    trainer = Trainer(cfg, args.resume, args.override_recipe)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from defaults <- YAML file <- overrides (dotted keys reach nested dataclasses), 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -72,10 +73,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         try:
             f = float(value)
-        except (TypeError, ValueError):
+            if f != int(f):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):   # int(inf) overflows, int(nan) is a ValueError
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(f)
     if tp is float:
         try:
@@ -134,6 +135,23 @@ def _merge(base: dict, extra: dict) -> dict:
     for k, v in extra.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def require(problems: list[str]) -> None:
+    """Raise one ConfigError listing every problem found by a config's range checks (none: return)."""
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def check_range(problems: list[str], key: str, value: float, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> None:
+    """Append `key: ...` to `problems` unless `value` is a finite number in [low, high] ((low, high] if `low_open`)."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and \
+        (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+    if not ok:
+        bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
+        bounds += [f"<= {high:g}"] if high is not None else []
+        problems.append(f"{key}: expected a finite number {' and '.join(bounds)}, got {value!r}".replace("  ", " "))
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:

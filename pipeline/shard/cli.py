@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline.common.cli import Parser
 from pipeline.common.config import load_config
 from pipeline.shard import manifest
-from pipeline.shard.sharder import ShardConfig, run
+from pipeline.shard.sharder import ShardConfig, check_something_written, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-duration", type=float, dest="min_duration")
     p.add_argument("--layout", choices=["auto", "video", "extracted"])
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--clip-timeout", type=float, dest="clip_timeout",
+                   help="seconds without a clip's result before it is recorded as a timeout failure (default 120)")
     p.add_argument("--num-parts", type=int, dest="num_parts", help="split the shards among this many jobs")
     p.add_argument("--part", type=int, help="which part this job writes (0-based)")
     p.add_argument("--no-progress", action="store_true")
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
           f"already finished; {summary.written} clips written, {summary.failed} failed")
     if summary.manifest is not None:
         print(_counts_line(summary.manifest))
+    check_something_written(cfg, summary)
     return 0
 
 

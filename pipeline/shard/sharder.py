@@ -31,6 +31,7 @@ from wds2idx import IndexCreator
 
 from pipeline.common.atomic import atomic_open, atomic_write_json
 from pipeline.common.config import save_config, to_dict
+from pipeline.common.outputs import writer_lock
 from pipeline.common.procs import default_workers
 from pipeline.shard import listing, manifest, work
 from pipeline.shard.format import ShardError
@@ -38,7 +39,7 @@ from pipeline.shard.format import ShardError
 STATE_DIR = manifest.STATE_DIR
 PLAN_FILE = "plan.json"
 # Settings that do not change what is written: a re-run may change them.
-EXECUTION_FIELDS = ("out", "workers", "num_parts", "part")
+EXECUTION_FIELDS = ("out", "workers", "num_parts", "part", "clip_timeout")
 
 
 @dataclass
@@ -61,6 +62,8 @@ class ShardConfig:
     frames_dir: str = "frames"
     audio_dir: str = "audio"
     workers: int = 0                   # 0: every core this process may use
+    clip_timeout: float = 120.0        # s without a clip's result before it is recorded as `timeout` (0: no limit);
+    # a 10 s VGGSound clip takes well under a second, so only a stalled input (a hung network mount...) reaches it
     num_parts: int = 1
     part: int = 0
 
@@ -81,6 +84,8 @@ def check_config(cfg: ShardConfig) -> None:
         problems.append(f"min_duration must be >= 0, got {cfg.min_duration}")
     if cfg.workers < 0:
         problems.append(f"workers must be >= 0, got {cfg.workers}")
+    if not cfg.clip_timeout >= 0 or cfg.clip_timeout == float("inf"):
+        problems.append(f"clip_timeout must be a number of seconds >= 0 (0: no limit), got {cfg.clip_timeout}")
     if cfg.num_parts < 1 or not 0 <= cfg.part < cfg.num_parts:
         problems.append(f"part must be in [0, num_parts), got part {cfg.part} of {cfg.num_parts}")
     if problems:
@@ -148,14 +153,20 @@ def build_plan(cfg: ShardConfig) -> dict:
             "splits": list(groups), "listed": len(selected) + len(absent), "absent": absent, "shards": shards}
 
 
+def check_out(out: Path) -> None:
+    """Refuse an output folder that is neither new, empty, nor a shard folder (its writer locks aside)."""
+    if out.exists() and not out.is_dir():
+        raise ShardError(f"{out}: exists and is not a folder")
+    if not (out / STATE_DIR / PLAN_FILE).exists() and out.is_dir() and \
+            any(p.name != STATE_DIR and not p.name.startswith(".lock") for p in out.iterdir()):
+        raise ShardError(f"{out}: not empty and not a shard folder (no {STATE_DIR}/{PLAN_FILE}); use a new --out")
+
+
 def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
     """Store the plan on a first run; on later runs (resume, other parts) insist on the same plan."""
     out = Path(cfg.out)
     plan_path = out / STATE_DIR / PLAN_FILE
-    if out.exists() and not out.is_dir():
-        raise ShardError(f"{out}: exists and is not a folder")
-    if not plan_path.exists() and out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()):
-        raise ShardError(f"{out}: not empty and not a shard folder (no {STATE_DIR}/{PLAN_FILE}); use a new --out")
+    check_out(out)
     if plan_path.exists():
         try:
             stored = json.loads(plan_path.read_text())
@@ -268,8 +279,17 @@ class RunSummary:
 
 
 def run(cfg: ShardConfig, *, progress: bool = True) -> RunSummary:
-    """Plan, write this part's unfinished shards, and merge when this is the only part."""
+    """Plan, write this part's unfinished shards, and merge when this is the only part. One writer per part: a
+    second run of the same part into the same folder is refused while the first runs."""
     check_config(cfg)
+    check_out(Path(cfg.out))    # before the lock file is made: a foreign folder is not touched
+    single = cfg.num_parts == 1
+    with writer_lock(cfg.out, cfg.out if single else f"{cfg.out} (part {cfg.part} of {cfg.num_parts})",
+                     name=".lock" if single else f".lock-part{cfg.part}of{cfg.num_parts}"):
+        return _run(cfg, progress)
+
+
+def _run(cfg: ShardConfig, progress: bool) -> RunSummary:
     plan = build_plan(cfg)
     _load_or_store_plan(cfg, plan)
     out = Path(cfg.out)
@@ -280,20 +300,21 @@ def run(cfg: ShardConfig, *, progress: bool = True) -> RunSummary:
             stale.unlink()
     clips = [c for s in todo for c in s["clips"]]
     workers = default_workers(cfg.workers)
-    summary = RunSummary(len(todo), len(mine) - len(todo), len(clips), 0, 0, None)
+    summary = RunSummary(0, len(mine) - len(todo), len(clips), 0, 0, None)
     bar = tqdm(total=len(clips), unit="clip", desc=f"shard part {cfg.part}/{cfg.num_parts}", disable=not progress,
                dynamic_ncols=True)
     opts = work.ClipOptions(frames=cfg.frames, min_duration=cfg.min_duration, frame_size=cfg.frame_size,
-                                 audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality)
+                            audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality)
     layout = listing.Layout(plan["layout"]["kind"], *(Path(plan["layout"][k])
                                                       for k in ("video_dir", "frames_dir", "audio_dir")))
-    with work.ClipPool(opts, layout, workers) as pool:
+    with work.ClipPool(opts, layout, workers, timeout=cfg.clip_timeout) as pool:
         for s in todo:
             def samples(clips=s["clips"]):
                 for item in pool.map(clips):
                     bar.update(1)
                     yield item
             record = write_shard(out, s["name"], samples())
+            summary.shards_written += record["count"] > 0      # a shard whose clips all failed is not written
             summary.written += record["count"]
             summary.failed += len(record["failures"])
             bar.set_postfix(written=summary.written, failed=summary.failed, refresh=False)
@@ -301,3 +322,11 @@ def run(cfg: ShardConfig, *, progress: bool = True) -> RunSummary:
     if cfg.num_parts == 1:
         summary.manifest = manifest.merge(out)
     return summary
+
+
+def check_something_written(cfg: ShardConfig, summary: RunSummary) -> None:
+    """A run that had clips to shard and wrote none failed (every failure is in failures.jsonl / .state)."""
+    written = summary.manifest["counts"]["written"] if summary.manifest is not None else summary.written
+    if summary.clips_processed and written == 0:
+        where = "failures.jsonl" if summary.manifest is not None else f"{STATE_DIR}/ (merge to get failures.jsonl)"
+        raise ShardError(f"{cfg.out}: no clip could be sharded; the reason for each is in {Path(cfg.out) / where}")

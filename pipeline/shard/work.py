@@ -1,13 +1,18 @@
 """The sharder's per-clip work, run in worker processes: find a clip's input files, decode, encode, validate.
 
 `process_clip` returns the clip's webdataset members or a failure record `{"id", "path", "reason", "detail"}`;
-it never raises for a bad input (a bug still raises). `ClipPool` runs it in worker processes and survives a worker
-that dies inside FFmpeg: the clip responsible is found by re-running clips one at a time and recorded as corrupt.
+it never raises for a bad input (a bug still raises). An input that is not a regular file (a FIFO, a device, a
+folder) is a failure before anything opens it: opening a FIFO would wait forever. `ClipPool` runs it in worker
+processes and survives a worker that dies inside FFmpeg (the clip responsible is found by re-running clips one at a
+time and recorded as corrupt) and a clip that stalls: a clip whose result has not come `timeout` seconds after the
+one before it (results come in clip order, so it has been running at least that long) is recorded as `timeout`, the
+workers are killed and new ones go on with the next clip.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
+import stat
+from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,21 +45,35 @@ def failure(cid: str, layout: listing.Layout, reason: str, detail: str) -> dict:
     return {"id": cid, "path": path, "reason": reason, "detail": detail}
 
 
+def _regular(path: str | Path) -> bool:
+    """True for a regular file; False when nothing is there; MediaError for anything else (a FIFO, a device, a
+    folder: opening some of them never returns)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise media.MediaError("unreadable", f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise media.MediaError("unreadable", f"{path}: not a regular file")
+    return True
+
+
 def _decode(cid: str, layout: listing.Layout, opts: ClipOptions) -> media.Clip:
     inputs = layout.inputs(cid)
     if layout.kind == "video":
-        if not os.path.exists(inputs["video"]):
+        if not _regular(inputs["video"]):
             raise media.MediaError("missing", "file does not exist")
         return media.decode_video(inputs["video"], frames=opts.frames, min_duration=opts.min_duration,
                                   short_side=opts.frame_size)
     frames_dir, frame = Path(inputs["frames"]), Path(inputs["frame"])
     if frames_dir.is_dir():
-        frame_paths = list(frames_dir.glob("*.jpg"))
-    elif frame.is_file():
+        frame_paths = [p for p in frames_dir.glob("*.jpg") if _regular(p)]
+    elif _regular(frame):
         frame_paths = [frame]
     else:
         raise media.MediaError("missing", f"neither {frames_dir}/ nor {frame} exists")
-    if not os.path.exists(inputs["audio"]):
+    if not _regular(inputs["audio"]):
         raise media.MediaError("missing", f"{inputs['audio']} does not exist")
     return media.decode_extracted(frame_paths, Path(inputs["audio"]), frames=opts.frames,
                                   min_duration=opts.min_duration)
@@ -87,10 +106,11 @@ class ClipPool:
     when the caller holds threads, e.g. DALI or torch)."""
 
     def __init__(self, opts: ClipOptions, layout: listing.Layout, workers: int,
-                 work: Callable[[list], Result] = process_clip):
+                 work: Callable[[list], Result] = process_clip, timeout: float = 0.0):
         self.args = (opts, layout)
         self.workers = workers
         self.work = work
+        self.timeout = timeout if timeout > 0 else None
         self.ctx = procs.forkserver_context("pipeline.shard.work")
         self.pool: ProcessPoolExecutor | None = None
 
@@ -110,22 +130,39 @@ class ClipPool:
             try:  # submit raises too when a worker has already died
                 futures = [self.pool.submit(self.work, c) for c in clips[i:]]
                 for future in futures:
-                    result = future.result()
+                    result = future.result(timeout=self.timeout)
                     i += 1
                     yield result
+            except FutureTimeout:
+                self._kill()
+                self.pool = self._new_pool(self.workers)
+                yield clips[i][0], None, failure(clips[i][0], self.args[1], "timeout",
+                                                 f"no result after {self.timeout:g} s (clip_timeout)")
+                i += 1
             except BrokenProcessPool:
                 self.pool.shutdown(wait=True, cancel_futures=True)
                 self.pool = self._new_pool(self.workers)
                 yield self._alone(clips[i])
                 i += 1
 
+    def _kill(self) -> None:
+        """End the pool now, its stalled workers included (a stalled worker never returns to be shut down)."""
+        for proc in list(getattr(self.pool, "_processes", {}).values()):
+            proc.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
     def _alone(self, clip: list) -> Result:
         """Run one clip in a process of its own: its result, or a corrupt record if that process dies too."""
         with self._new_pool(1) as single:
             try:
-                return single.submit(self.work, clip).result()
+                return single.submit(self.work, clip).result(timeout=self.timeout)
             except BrokenProcessPool:
                 pass
+            except FutureTimeout:
+                for proc in list(getattr(single, "_processes", {}).values()):
+                    proc.kill()
+                return clip[0], None, failure(clip[0], self.args[1], "timeout",
+                                              f"no result after {self.timeout:g} s (clip_timeout)")
         with self._new_pool(1) as probe:  # a worker that dies doing nothing means the pool itself is broken
             try:
                 probe.submit(os.getpid).result()

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pipeline.common.atomic import atomic_write_json, atomic_write_text
 from pipeline.common.cli import UserError
 from pipeline.common.config import save_config, to_dict
+from pipeline.common.outputs import writer_lock
 from pipeline.common.procs import default_workers
 from pipeline.synth.jobs import Job, run_job
 from pipeline.synth.plan import Plan, plan_corpus
@@ -75,7 +76,7 @@ def check_out(out: Path, wanted: dict) -> None:
     """Refuse an output folder that holds anything but a synthetic corpus with the same settings."""
     if out.exists() and not out.is_dir():
         raise SynthError(f"{out}: exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not any(not p.name.startswith(".") for p in out.iterdir()):
         return
     meta = out / "synth.json"
     try:
@@ -131,9 +132,16 @@ def vggsound_csv(plan: Plan) -> str:
 
 
 def generate(cfg: SynthConfig, progress: bool = True) -> Path:
-    """Build (or finish) the corpus described by `cfg`; returns its folder."""
+    """Build (or finish) the corpus described by `cfg`; returns its folder. One writer at a time: a second
+    `generate` into the same folder is refused while the first runs."""
     validate(cfg)
     out = Path(cfg.out)
+    check_out(out, settings(cfg))    # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        return _generate(cfg, out, progress)
+
+
+def _generate(cfg: SynthConfig, out: Path, progress: bool) -> Path:
     check_out(out, settings(cfg))
     plan = plan_corpus(cfg.clips, cfg.seconds, cfg.classes, cfg.seed, cfg.test_fraction, cfg.offscreen_fraction,
                        cfg.is3_images, cfg.s4_videos, cfg.clean_per_class)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import zipfile
 from pathlib import Path
 
@@ -64,7 +65,14 @@ def inputs_from_arrays(arrays: dict[str, np.ndarray], size: int, where: str) -> 
         if "gt" in arrays:
             gt = arrays["gt"]
         else:
-            gt = masks_from_boxes(arrays[given[0]], size, normalized=given[0] == "boxes")
+            boxes = np.asarray(arrays[given[0]], dtype=np.float64)
+            inverted = np.argwhere((boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])) \
+                if boxes.ndim == 3 and boxes.shape[-1] == 4 else np.zeros((0, 2), int)
+            if len(inverted):
+                i, j = (int(v) for v in inverted[0])
+                raise EvalError(f"{where}: {given[0]}: box {j} of sample {i} {boxes[i, j].tolist()} has x2 < x1 or "
+                                f"y2 < y1 ({len(inverted)} such boxes); boxes are [x1, y1, x2, y2]")
+            gt = masks_from_boxes(boxes, size, normalized=given[0] == "boxes")
     except ValueError as exc:
         raise EvalError(f"{where}: {given[0]}: {exc}") from None
     out = {"maps_pos": arrays["pos"], "gt": gt,
@@ -126,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         result = compute_all(cfg=cfg, calibration_maxima=calib, **inputs)
     except MetricError as exc:
         raise EvalError(str(exc)) from None
-    result["input"] = {"maps": str(args.maps), "calibration": args.calibration}
+    gt = np.asarray(inputs["gt"])
+    empty = np.flatnonzero(gt.reshape(len(gt), -1).max(1) == 0).tolist() if len(gt) else []
+    if empty:
+        print(f"warning: {args.maps}: {len(empty)} samples have an empty ground truth (first: sample {empty[0]}); "
+              f"they score IoU 0 at every threshold (listed in metrics.json input.empty_gt)", file=sys.stderr)
+    result["input"] = {"maps": str(args.maps), "calibration": args.calibration, "empty_gt": empty}
     out = Path(args.out)
     check_replaceable(out, ("config.yaml", "metrics.json"))   # before the lock file is made: a foreign folder is not touched
     with writer_lock(out):

@@ -483,3 +483,113 @@ def test_a_run_whose_every_clip_failed_is_an_error(synth_corpus, tmp_path, capsy
     assert _one_line(captured.err) == (f"error: {out}: no clip could be sharded; the reason for each is in "
                                        f"{out / 'failures.jsonl'}")
     assert len((out / "failures.jsonl").read_text().splitlines()) == 3 and not list(out.glob("*.tar"))
+
+
+POOL = """
+import sys, threading, time
+from pathlib import Path
+from pipeline.shard import listing, work
+from tests.mediafiles import STALL_LABEL, stalling_work
+
+if __name__ == "__main__":
+    corpus = Path(sys.argv[1])
+    ids = [p.stem for p in sorted((corpus / "video").glob("*.mp4"))[:2]]
+    opts = work.ClipOptions(frames=1, min_duration=1.5, frame_size=32, audio_format="wav", jpeg_quality=90)
+    layout = listing.Layout("video", corpus / "video", corpus / "frames", corpus / "audio")
+    with work.ClipPool(opts, layout, 2, work=stalling_work) as pool:
+        def show():
+            while len(pool.pool._processes) < 2:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            print(" ".join(str(p) for p in pool.pool._processes), flush=True)
+        threading.Thread(target=show, daemon=True).start()
+        list(pool.map([[c, c[:11], 0, STALL_LABEL, 0, "train"] for c in ids]))
+"""
+
+
+def test_sharder_workers_end_with_a_killed_sharder(synth_corpus, tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    proc = subprocess.Popen([sys.executable, str(script), str(synth_corpus)], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert len(workers) == 2 and all(_alive(p) for p in workers)    # stalled in their clips
+    proc.kill()                                                     # kill -9 of the sharder
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _small_shards(synth_corpus: Path, tmp_path: Path, src: Path | None = None) -> tuple[list[str], Path]:
+    out = tmp_path / "shards"
+    argv = ["--src", str(src or synth_corpus), "--out", str(out), "--no-progress", "--shard-size", "4",
+            "--val-fraction", "0", "--min-duration", "1.5", "--workers", "2"]
+    assert run_cli(shard_cli.main, argv) == 0
+    return argv, out
+
+
+def test_a_finished_tar_damaged_on_disk_is_written_again(synth_corpus, tmp_path, capsys):
+    argv, out = _small_shards(synth_corpus, tmp_path)
+    good = _tree(out)
+    tar = sorted(out.glob("train-*.tar"))[1]
+    tar.write_bytes(tar.read_bytes()[:4096])                      # truncated after it was finished
+    capsys.readouterr()
+    assert run_cli(shard_cli.main, ["merge", "--out", str(out)]) == 2
+    assert f"error: {tar}: 4096 bytes, " in _one_line(capsys.readouterr().err)
+    assert run_cli(shard_cli.main, argv) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {tar}: 4096 bytes, " in err and "writing it again" in err
+    assert _tree(out) == good                                      # the same bytes as before the damage
+    record = out / ".state" / f"{tar.stem}.json"
+    record.write_text('{"count": "many"}')                          # valid JSON, not a record
+    assert run_cli(shard_cli.main, ["merge", "--out", str(out)]) == 2
+    assert f"error: {record}: damaged shard record" in _one_line(capsys.readouterr().err)
+    assert run_cli(shard_cli.main, argv) == 0
+    assert f"warning: {record}: damaged shard record" in capsys.readouterr().err
+    assert _tree(out) == good
+
+
+def test_the_same_source_spelt_otherwise_resumes(synth_corpus, tmp_path, monkeypatch, capsys):
+    link = tmp_path / "corpus-link"
+    link.symlink_to(synth_corpus)
+    argv, out = _small_shards(synth_corpus, tmp_path, src=link)
+    good = _tree(out)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("corpus-link", str(synth_corpus), str(tmp_path) + "/./corpus-link/"):
+        other = list(argv)
+        other[other.index("--src") + 1] = spelling
+        assert run_cli(shard_cli.main, other) == 0, capsys.readouterr().err
+        assert "already finished" in capsys.readouterr().out
+    assert _tree(out) == good
+    other = list(argv) + ["--seed", "9"]                           # a real change is still refused
+    assert run_cli(shard_cli.main, other) == 2
+    assert "other settings ['seed']" in _one_line(capsys.readouterr().err)
+
+
+def test_score_refuses_inverted_boxes_and_names_empty_ground_truth(tmp_path, capsys):
+    n = 3
+    pos = np.random.default_rng(1).random((n, 7, 7), dtype=np.float32)
+    boxes = np.array([[[0.1, 0.1, 0.6, 0.6]], [[0.6, 0.1, 0.1, 0.6]], [[0.2, 0.2, 0.5, 0.5]]])   # sample 1: x2 < x1
+    np.savez(tmp_path / "inverted.npz", pos=pos, boxes=boxes, silence=pos * 0)
+    assert run_cli(score_main, [str(tmp_path / "inverted.npz"), "--out", str(tmp_path / "a")]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        f"error: {tmp_path / 'inverted.npz'}: boxes: box 0 of sample 1 [0.6, 0.1, 0.1, 0.6] has x2 < x1 or y2 < y1 "
+        f"(1 such boxes); boxes are [x1, y1, x2, y2]")
+    assert not (tmp_path / "a").exists()
+    boxes[1, 0] = [0.3, 0.5, 0.3, 0.9]                              # zero width: empty, as in the real VGG-SS file
+    np.savez(tmp_path / "empty.npz", pos=pos, boxes=boxes, silence=pos * 0)
+    assert run_cli(score_main, [str(tmp_path / "empty.npz"), "--out", str(tmp_path / "b"), "sweep_steps=11"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "1 samples have an empty ground truth (first: sample 1)" in err
+    import json
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["input"]["empty_gt"] == [1]

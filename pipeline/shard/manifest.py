@@ -25,6 +25,17 @@ def _read_json(path: Path) -> dict:
         raise ShardError(f"{path}: unreadable ({exc})") from None
 
 
+def read_record(path: Path) -> dict:
+    """A finished shard's record `{name, count, bytes, sha256, failures}`; ShardError naming the file when it is
+    unreadable or not such a record (FileNotFoundError when there is none)."""
+    rec = _read_json(path)
+    ok = isinstance(rec, dict) and isinstance(rec.get("count"), int) and isinstance(rec.get("failures"), list) \
+        and isinstance(rec.get("bytes"), int) and all(isinstance(f, dict) and "reason" in f for f in rec["failures"])
+    if not ok:
+        raise ShardError(f"{path}: damaged shard record (re-run the sharder: it rewrites that shard)")
+    return rec
+
+
 def merge(out: Path) -> dict:
     """Write manifest.json + failures.jsonl of a finished job in `out`; return the manifest."""
     plan_path = out / STATE_DIR / "plan.json"
@@ -35,7 +46,7 @@ def merge(out: Path) -> dict:
     records, unfinished = [], []
     for shard in plan["shards"]:
         try:
-            records.append((shard, _read_json(out / STATE_DIR / f"{shard['name']}.json")))
+            records.append((shard, read_record(out / STATE_DIR / f"{shard['name']}.json")))
         except FileNotFoundError:
             unfinished.append(shard["name"])
     if unfinished:
@@ -46,6 +57,9 @@ def merge(out: Path) -> dict:
         if rec["count"] > 0 and not ((out / f"{shard['name']}.tar").is_file()
                                      and (out / f"{shard['name']}.idx").is_file()):
             raise ShardError(f"{out}: {shard['name']}.tar or .idx is missing; re-run the sharder to rewrite it")
+        if rec["count"] > 0 and (out / f"{shard['name']}.tar").stat().st_size != rec["bytes"]:
+            raise ShardError(f"{out / (shard['name'] + '.tar')}: {(out / (shard['name'] + '.tar')).stat().st_size} "
+                             f"bytes, {rec['bytes']} when written; re-run the sharder to rewrite it")
         if rec["count"] + len(rec["failures"]) != len(shard["clips"]):
             raise ShardError(f"{out / STATE_DIR / (shard['name'] + '.json')}: {rec['count']} written + "
                                 f"{len(rec['failures'])} failed != {len(shard['clips'])} planned")

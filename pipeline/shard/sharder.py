@@ -162,6 +162,28 @@ def check_out(out: Path) -> None:
         raise ShardError(f"{out}: not empty and not a shard folder (no {STATE_DIR}/{PLAN_FILE}); use a new --out")
 
 
+PATH_SETTINGS = ("src", "csv", "list")
+
+
+def _spelling_free(plan: dict) -> dict:
+    """The plan with its paths resolved (relative ones against this process's folder, links followed), so that the
+    same inputs spelt another way (absolute or relative, through a link) are the same plan. The stored plan keeps
+    the spelling of the run that made it."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("settings"), dict):
+        return plan
+    real = dict(plan, settings=dict(plan["settings"]))
+    for key in PATH_SETTINGS:
+        if real["settings"].get(key):
+            real["settings"][key] = os.path.realpath(real["settings"][key])
+    if isinstance(plan.get("layout"), dict):
+        real["layout"] = {k: (os.path.realpath(v) if k.endswith("_dir") and v else v)
+                          for k, v in plan["layout"].items()}
+    if isinstance(plan.get("absent"), list):   # their paths follow the spelling of src: compare what is absent
+        real["absent"] = [{k: v for k, v in f.items() if k != "path"} if isinstance(f, dict) else f
+                          for f in plan["absent"]]
+    return real
+
+
 def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
     """Store the plan on a first run; on later runs (resume, other parts) insist on the same plan."""
     out = Path(cfg.out)
@@ -172,8 +194,9 @@ def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
             stored = json.loads(plan_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ShardError(f"{plan_path}: unreadable plan ({exc}); delete {out} and start again") from None
-        if stored != plan:
-            diff = sorted(k for k in plan["settings"] if stored.get("settings", {}).get(k) != plan["settings"][k])
+        if _spelling_free(stored) != _spelling_free(plan):
+            diff = sorted(k for k in plan["settings"]
+                          if _spelling_free(stored).get("settings", {}).get(k) != _spelling_free(plan)["settings"][k])
             what = f"settings {diff}" if diff else "inputs (csv, list or files)"
             raise ShardError(f"{out}: was sharded with other {what}; use another --out or delete it")
     else:
@@ -253,14 +276,25 @@ def write_shard(out: Path, name: str, samples: Iterator[tuple[str, dict[str, byt
 
 
 def shard_done(out: Path, name: str) -> bool:
-    state = out / STATE_DIR / f"{name}.json"
-    if not state.exists():
-        return False
+    """True when the shard was finished and its tar still has the size it was written with (a truncated or replaced
+    tar, a missing index or a damaged record make it unfinished: it is written again)."""
     try:
-        count = json.loads(state.read_text())["count"]
-    except (OSError, ValueError, KeyError):
+        rec = manifest.read_record(out / STATE_DIR / f"{name}.json")
+    except FileNotFoundError:
         return False
-    return count == 0 or ((out / f"{name}.tar").exists() and (out / f"{name}.idx").exists())
+    except ShardError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return False
+    if rec["count"] == 0:
+        return True
+    tar, idx = out / f"{name}.tar", out / f"{name}.idx"
+    if not (tar.is_file() and idx.is_file()):
+        return False
+    if tar.stat().st_size != rec["bytes"]:
+        print(f"warning: {tar}: {tar.stat().st_size} bytes, {rec['bytes']} when written; writing it again",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def part_range(num_shards: int, num_parts: int, part: int) -> range:

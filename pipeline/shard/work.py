@@ -11,7 +11,10 @@ workers are killed and new ones go on with the next clip.
 from __future__ import annotations
 
 import os
+import select
 import stat
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -34,9 +37,24 @@ class ClipOptions:
 _STATE: dict = {}
 
 
-def init_worker(opts: ClipOptions, layout: listing.Layout) -> None:
+def init_worker(opts: ClipOptions, layout: listing.Layout, sharder_pid: int) -> None:
     _STATE["opts"] = opts
     _STATE["layout"] = layout
+    _exit_with(sharder_pid)
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker when the sharder process `pid` ends, `kill -9` included (its workers are children of the
+    forkserver, not of the sharder, and would otherwise live on, stalled ones forever)."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+            select.select([fd], [], [])        # readable once the process has ended
+        except OSError:                        # no pidfd (old kernel): poll
+            while os.path.exists(f"/proc/{pid}"):
+                time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-sharder", daemon=True).start()
 
 
 def failure(cid: str, layout: listing.Layout, reason: str, detail: str) -> dict:
@@ -107,7 +125,7 @@ class ClipPool:
 
     def __init__(self, opts: ClipOptions, layout: listing.Layout, workers: int,
                  work: Callable[[list], Result] = process_clip, timeout: float = 0.0):
-        self.args = (opts, layout)
+        self.args = (opts, layout, os.getpid())
         self.workers = workers
         self.work = work
         self.timeout = timeout if timeout > 0 else None

@@ -593,3 +593,76 @@ def test_score_refuses_inverted_boxes_and_names_empty_ground_truth(tmp_path, cap
     assert "warning: " in err and "1 samples have an empty ground truth (first: sample 1)" in err
     import json
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["input"]["empty_gt"] == [1]
+
+
+# ------------------------------------------------------------------------ damaged or hostile shard members
+WDS2IDX = str(Path(sys.executable).with_name("wds2idx"))
+EPOCH = """
+import json, sys
+from pipeline.common.cli import UserError
+from pipeline.load.build import build_loader
+from pipeline.load.contract import LoaderConfig
+if __name__ == "__main__":
+    cfg = LoaderConfig(backend=sys.argv[2], batch_size=2, image_size=32, clip_seconds=1.0, window_seconds=1.0,
+                       workers=1)
+    try:
+        ld = build_loader(cfg, sys.argv[1], split="train", train=False)
+        print(json.dumps({"keys": [k for b in ld for k in b.key], "skipped": ld.stats.skipped}))
+    except UserError as exc:
+        print(json.dumps({"error": str(exc)}))
+"""
+
+
+def _epoch(shards: Path, backend: str, tmp_path: Path) -> tuple[dict, str]:
+    import json
+    script = tmp_path / "epoch.py"
+    script.write_text(EPOCH)
+    r = subprocess.run([sys.executable, str(script), str(shards), backend], capture_output=True, text=True,
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def _one_tar(shard_dir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    import shutil
+    import tarfile
+    out = tmp_path / "shards"
+    out.mkdir()
+    tar = sorted(shard_dir.glob("train-*.tar"))[0]
+    shutil.copy(tar, out / tar.name)
+    shutil.copy(tar.with_suffix(".idx"), out / tar.with_suffix(".idx").name)
+    with tarfile.open(out / tar.name) as tf:
+        keys = sorted({m.name.split(".", 1)[0] for m in tf.getmembers()})
+    return out / tar.name, keys
+
+
+@pytest.mark.parametrize("backend", ["dali", "reference"])
+def test_a_damaged_jpeg_inside_a_shard_is_named(shard_dir, tmp_path, backend):
+    import tarfile
+    tar, keys = _one_tar(shard_dir, tmp_path)
+    with tarfile.open(tar) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith(".jpg"))
+    data = bytearray(tar.read_bytes())
+    data[member.offset_data + 100:member.offset_data + member.size - 4] = bytes(member.size - 104)   # same length
+    tar.write_bytes(bytes(data))
+    got, _ = _epoch(tar.parent, backend, tmp_path)
+    key = member.name.split(".", 1)[0]
+    assert got["error"].startswith(f"{tar}:{key}: cannot decode the JPEG"), got
+
+
+@pytest.mark.parametrize("backend", ["dali", "reference"])
+def test_a_member_named_as_a_path_is_skipped_counted_and_named(shard_dir, tmp_path, backend):
+    import io
+    import tarfile
+    tar, keys = _one_tar(shard_dir, tmp_path)
+    with tarfile.open(tar) as tf:
+        first = [(m, tf.extractfile(m).read()) for m in tf.getmembers() if m.name.startswith(keys[0] + ".")]
+    with tarfile.open(tar, "a") as tf:                           # a copy of the first sample, named ../../etc/x.*
+        for m, data in first:
+            info = tarfile.TarInfo("../../etc/x" + m.name[len(keys[0]):])
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    subprocess.run([WDS2IDX, str(tar), str(tar.with_suffix(".idx"))], check=True, capture_output=True)
+    got, err = _epoch(tar.parent, backend, tmp_path)
+    assert sorted(got["keys"]) == keys and got["skipped"] == 1, got     # every real sample once, the path never
+    assert f"warning: {tar}: 1 samples whose member names are paths are skipped (first: '../../etc/x')" in err

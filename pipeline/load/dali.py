@@ -40,7 +40,7 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIRaggedIterator
 
 from pipeline.common.procs import default_workers
-from pipeline.load import augment, features
+from pipeline.load import augment, decode, features
 from pipeline.load.contract import LoaderBase
 from pipeline.load.shards import EpochPlan
 from pipeline.shard.format import ShardError
@@ -149,8 +149,10 @@ class DaliLoader(LoaderBase):
         except StopIteration:
             raise ShardError(f"{self.shards.tars[0].parent}: DALI ran out of samples before batch "
                              f"{plan.num_batches} of the plan; the index files do not match the tars") from None
-        except RuntimeError as exc:
-            raise ShardError(f"{self.shards.tars[0].parent}: DALI failed on a sample: {_reason(exc)}") from None
+        except RuntimeError as exc:   # DALI's message names no file: find the sample with the Python decoders
+            culprit = decode.first_damaged(self.shards, plan.begin, plan.end)
+            raise ShardError(culprit or f"{self.shards.tars[0].parent}: DALI failed on a sample: {_reason(exc)}") \
+                from None
         return out
 
     def _tensors(self, out: dict):
@@ -173,8 +175,10 @@ class DaliLoader(LoaderBase):
             pipe = self._pipeline(plan, checkpoint)
             iterator = DALIRaggedIterator(pipe, OUTPUTS, reader_name=READER, output_types=OUTPUT_TYPES,
                                           last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
-        except RuntimeError as exc:
-            raise ShardError(f"{self.shards.tars[0].parent}: DALI cannot open the shards: {_reason(exc)}") from None
+        except RuntimeError as exc:   # the first batches are read while the pipeline is built
+            culprit = decode.first_damaged(self.shards, plan.begin, plan.end)
+            raise ShardError(culprit or f"{self.shards.tars[0].parent}: DALI cannot open the shards: {_reason(exc)}") \
+                from None
         threads = 1 if self.gpu else default_workers(self.cfg.workers)
         pending: deque = deque()   # (future of _tensors, the iterator's checkpoint after that batch), in order
         with ThreadPoolExecutor(threads, thread_name_prefix="dali-torch") as pool:

@@ -5,6 +5,9 @@ Both loaders read the same plan, so they see the same samples in the same order:
   (`.idx` beside the tar, docs/ARCHITECTURE.md section 2), and refuses, with one line naming the file, a missing or
   unreadable index, a tar shorter than its index says (truncated), or a split with no usable sample. Samples that lack
   their image, audio or json are counted and skipped by both loaders (DALI: missing_component_behavior='skip').
+  A sample whose member names are paths (`../../etc/x.jpg`, `a/b.jpg`: never written by the sharder, whose keys are
+  clip ids) is left out of the set, counted in `skipped`, named in `unsafe` and in a warning; DALI then reads a copy of
+  that tar's index without it (in a temporary folder), the reference loader passes it over, so neither reads it.
 - `plan(rank, world_size, epoch, batch_size, train)`: samples are split by position into `world_size` contiguous
   ranges as DALI's reader splits them (range r = [floor(r*N/W), floor((r+1)*N/W)) over all indexed samples); in epoch
   e rank r reads range (r + e) % W, so every rank sees other data each epoch. Training: every rank gets
@@ -13,9 +16,17 @@ Both loaders read the same plan, so they see the same samples in the same order:
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sys
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import webdataset as wds
 
 from pipeline.shard.format import AUDIO_EXTS, IMAGE_EXT, META_EXT, ShardError
 
@@ -38,7 +49,13 @@ class EpochPlan:
     drop_last: bool
 
 
-def _parse_index(idx: Path, tar: Path) -> list[IndexedSample]:
+def unsafe_key(key: str) -> bool:
+    """A sample key that is a path (a folder part, '..', absolute), not a plain name."""
+    return "/" in key or "\\" in key or key.startswith(".") or ".." in key
+
+
+def _parse_index(idx: Path, tar: Path) -> tuple[list[IndexedSample], list[str], list[str]]:
+    """(samples with plain keys, member names of the samples left out as unsafe, the index lines to keep)."""
     try:
         lines = idx.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -54,7 +71,7 @@ def _parse_index(idx: Path, tar: Path) -> list[IndexedSample]:
     if len(rows) != expected:
         raise ShardError(f"{idx}: header says {expected} samples, the index lists {len(rows)}")
     size = tar.stat().st_size
-    out = []
+    out, unsafe, kept = [], [], [lines[0]]
     for n, row in enumerate(rows, start=2):
         parts = row.split()
         if len(parts) % 4:
@@ -67,20 +84,41 @@ def _parse_index(idx: Path, tar: Path) -> list[IndexedSample]:
             except ValueError:
                 raise ShardError(f"{idx}:{n}: bad offset or size in {parts[i:i + 4]}") from None
             exts.add(ext)
-            key = name.split(".", 1)[0]
+            folder, _, base = name.rpartition("/")
+            key = (folder + "/" if folder else "") + base.split(".", 1)[0]    # webdataset's key of the member
         if end > size:
             raise ShardError(f"{tar}: truncated ({size} bytes, its index needs {end}); re-run the sharder")
+        if key is None or unsafe_key(key):
+            unsafe.append(key or parts[3])
+            continue
         usable = IMAGE_EXT in exts and META_EXT in exts and any(e in exts for e in AUDIO_EXTS)
-        out.append(IndexedSample(key=key or "", usable=usable))
-    return out
+        out.append(IndexedSample(key=key, usable=usable))
+        kept.append(row)
+    kept[0] = f"{lines[0].split()[0]} {len(out)}"
+    return out, unsafe, kept
+
+
+_COPIES: list[str] = []
+
+
+def _index_copy(idx: Path, lines: list[str]) -> Path:
+    """A copy of a DALI index holding `lines`, in a temporary folder removed when the process ends."""
+    if not _COPIES:
+        _COPIES.append(tempfile.mkdtemp(prefix="ssl-san-index-"))
+        atexit.register(shutil.rmtree, _COPIES[0], True)
+    folder = Path(tempfile.mkdtemp(dir=_COPIES[0]))
+    copy = folder / idx.name
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
 
 
 @dataclass
 class ShardSet:
     tars: list[Path]
-    indexes: list[Path]
+    indexes: list[Path]      # what DALI reads: the tar's own index, or a copy without the unsafe samples
     samples: list[IndexedSample]
     tar_offsets: list[int]   # global position of each tar's first sample
+    unsafe: list[str]        # "tar: key" of the samples left out because their member names are paths
 
     @classmethod
     def open(cls, shard_dir_or_urls: str | os.PathLike | list, split: str) -> "ShardSet":
@@ -96,7 +134,7 @@ class ShardSet:
         if not tars:
             raise ShardError(f"{where}: no {split}-*.tar shards")
         samples: list[IndexedSample] = []
-        offsets, indexes = [], []
+        offsets, indexes, unsafe = [], [], []
         for tar in tars:
             idx = tar.with_suffix(".idx")
             if not tar.is_file():
@@ -104,16 +142,51 @@ class ShardSet:
             if not idx.is_file():
                 raise ShardError(f"{idx}: missing DALI index (make it with wds2idx {tar} {idx})")
             offsets.append(len(samples))
+            found, left_out, kept = _parse_index(idx, tar)
+            if left_out:
+                print(f"warning: {tar}: {len(left_out)} samples whose member names are paths are skipped "
+                      f"(first: {left_out[0]!r})", file=sys.stderr)
+                unsafe.extend(f"{tar}: {k}" for k in left_out)
+                idx = _index_copy(idx, kept)
             indexes.append(idx)
-            samples.extend(_parse_index(idx, tar))
+            samples.extend(found)
         if not any(s.usable for s in samples):
             raise ShardError(f"{where}: no {split} sample has its image, audio and json members")
-        return cls(tars=tars, indexes=indexes, samples=samples, tar_offsets=offsets)
+        return cls(tars=tars, indexes=indexes, samples=samples, tar_offsets=offsets, unsafe=unsafe)
+
+    def stream(self, begin: int, end: int) -> Iterator[tuple[int, dict]]:
+        """(position, raw webdataset sample) of every usable sample in positions [begin, end), in stored order, read
+        with webdataset's tar reader; a tar that disagrees with its index is a ShardError."""
+        first = max(t for t, off in enumerate(self.tar_offsets) if off <= begin)
+        urls = [str(self.tars[t]) for t in range(first, len(self.tars)) if self.tar_offsets[t] < end]
+        tar_pos = {str(p): t for t, p in enumerate(self.tars)}
+        counts: dict[str, int] = {}
+        stream = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
+        try:
+            for raw in stream:
+                if unsafe_key(raw["__key__"]):
+                    continue                    # left out of the set (and of DALI's copy of the index)
+                url = raw["__url__"]
+                n = counts.get(url, 0)
+                counts[url] = n + 1
+                pos = self.tar_offsets[tar_pos[url]] + n
+                if pos >= end:
+                    return
+                expected = self.samples[pos] if pos < len(self.samples) else None
+                if expected is None or expected.key != raw["__key__"]:
+                    raise ShardError(f"{url}: sample {n} is {raw['__key__']!r}, its index says "
+                                     f"{expected.key if expected else 'nothing'}; re-make the index")
+                if pos >= begin and expected.usable:
+                    yield pos, raw
+        except (tarfile.TarError, OSError, ValueError) as exc:
+            if isinstance(exc, ShardError):
+                raise
+            raise ShardError(f"{urls}: unreadable shard ({exc})") from None
 
     @property
     def skipped(self) -> int:
-        """Samples without an image or audio member (skipped by both loaders)."""
-        return sum(not s.usable for s in self.samples)
+        """Samples without an image or audio member, or whose member names are paths (skipped by both loaders)."""
+        return sum(not s.usable for s in self.samples) + len(self.unsafe)
 
     def range_of(self, shard_id: int, num_shards: int) -> tuple[int, int]:
         n = len(self.samples)

@@ -1,7 +1,9 @@
-"""A real one-node Slurm cluster on localhost for the tests of slurm/ (Debian's slurmctld + slurmd, no munge).
+"""A real Slurm cluster on localhost for the tests of slurm/ (Debian's slurmctld + slurmd, no munge).
 
 `SlurmCluster(tmp)` writes a slurm.conf into `tmp`, starts slurmctld and slurmd in the foreground mode as background
-processes, waits until the node is idle, and exposes `env` (with SLURM_CONF) for client commands; `stop()` kills both.
+processes, waits until the node is idle, and exposes `env` (with SLURM_CONF) for client commands; `stop()` kills them.
+`SlurmCluster(tmp, nodes=2)` simulates two nodes, `node1` and `node2`: one slurmd each (`slurmd -N nodeK`, own port,
+spool and log), both at 127.0.0.1, the machine's cores and memory shared between them.
 """
 from __future__ import annotations
 
@@ -30,13 +32,19 @@ def ensure_slurm() -> str | None:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path, cpus: int | None = None):
+    def __init__(self, root: Path, cpus: int | None = None, nodes: int = 1):
         self.root = Path(root)
         for sub in ("state", "spool", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        cpus = cpus or os.cpu_count() or 2
-        mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9)
+        self.nodes = ["localhost"] if nodes == 1 else [f"node{k}" for k in range(1, nodes + 1)]
+        cpus = cpus or max(1, (os.cpu_count() or 2) // nodes)
+        mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9 / nodes)
         r = self.root
+        if nodes == 1:
+            node_lines = [f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN"]
+        else:
+            node_lines = [f"NodeName={n} NodeHostname=localhost NodeAddr=127.0.0.1 Port={_free_port()} CPUs={cpus} "
+                          f"RealMemory={mem_mb} State=UNKNOWN" for n in self.nodes]
         self.conf = r / "slurm.conf"
         self.conf.write_text("\n".join([
             "ClusterName=test",
@@ -48,27 +56,28 @@ class SlurmCluster:
             "ReturnToService=2", "SchedulerParameters=batch_sched_delay=0",
             "MpiDefault=none", "JobRequeue=1",
             f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",
-            f"StateSaveLocation={r}/state", f"SlurmdSpoolDir={r}/spool",
-            f"SlurmctldPidFile={r}/slurmctld.pid", f"SlurmdPidFile={r}/slurmd.pid",
-            f"SlurmctldLogFile={r}/log/slurmctld.log", f"SlurmdLogFile={r}/log/slurmd.log",
+            f"StateSaveLocation={r}/state", f"SlurmdSpoolDir={r}/spool/%n",
+            f"SlurmctldPidFile={r}/slurmctld.pid", f"SlurmdPidFile={r}/slurmd-%n.pid",
+            f"SlurmctldLogFile={r}/log/slurmctld.log", f"SlurmdLogFile={r}/log/slurmd-%n.log",
             "SlurmctldTimeout=30", "SlurmdTimeout=30", "MinJobAge=600",
-            f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN",
-            "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
+            *node_lines,
+            f"PartitionName=debug Nodes={','.join(self.nodes)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
             "",
         ]))
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
         self.procs: list[subprocess.Popen] = []
 
     def start(self, timeout: float = 30.0) -> "SlurmCluster":
-        for cmd in (["slurmctld", "-D", "-i"], ["slurmd", "-D", "-N", "localhost"]):
-            log = open(self.root / "log" / f"{cmd[0]}.out", "wb")
+        for cmd in [["slurmctld", "-D", "-i"]] + [["slurmd", "-D", "-N", n] for n in self.nodes]:
+            log = open(self.root / "log" / f"{cmd[0]}-{cmd[-1]}.out", "wb")
             self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True))
             time.sleep(0.5)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True).stdout
-            if out.strip() in ("idle", "mix", "alloc"):
+            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], env=self.env, capture_output=True,
+                                 text=True).stdout.split()
+            if len(out) == len(self.nodes) and all(s in ("idle", "mix", "alloc") for s in out):
                 return self
             time.sleep(0.3)
         self.stop()

@@ -450,22 +450,26 @@ def test_a_full_or_read_only_disk_is_one_line(capsys):
 
 
 
-def test_ctrl_c_checkpoints_like_sigterm(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_checkpoint_at_the_next_step_not_the_next_log(tmp_path, sig):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(ROOT / "trainer" / "train.py"), "--resume", "none", f"output_root={tmp_path}",
-           "name=c", *TINY, "max_steps=500"]
+           "name=c", *TINY, "log_every=1000", "max_steps=5000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / "c" / "log.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    while "global batch" not in proc.stdout.readline():              # the loop is about to start
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+    time.sleep(3.0)                                                  # some steps, far from a log step
+    proc.send_signal(sig)
+    t0 = time.time()
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
+    assert time.time() - t0 < 30 and "Traceback" not in err and "KeyboardInterrupt" not in err
     import json
-    stopped = json.loads(log.read_text().splitlines()[-1])["step"]
-    assert 2 <= stopped < 500 and (tmp_path / "c" / "checkpoints" / f"step_{stopped:08d}").is_dir()
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    record = json.loads((tmp_path / "c" / "log.jsonl").read_text().splitlines()[-1])
+    stopped = record["step"]
+    assert 1 <= stopped < 1000 and "train/loss" in record          # the partial interval is logged
+    assert f"stop signal: checkpoint at step {stopped}" in out
+    assert (tmp_path / "c" / "checkpoints" / f"step_{stopped:08d}").is_dir()
 
 
 # ------------------------------------------------------------------------ 7. smaller ones

@@ -112,6 +112,19 @@ class SlurmCluster:
         out = self.run("scontrol", "show", "job", "-o", str(job_id), check=False)
         return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line.strip()]
 
+    def warn_and_wait_requeued(self, job_id: int | str, log: Path, timeout: float = 600) -> dict:
+        """Send the time-limit warning (USR1 to the batch script, what --signal=B:USR1@300 sends) and wait until the
+        job completed after one requeue; its `scontrol` record. A failed job fails the caller with the job's log."""
+        self.run("scancel", "--batch", "--signal=USR1", str(job_id))
+        deadline = time.time() + timeout
+        while True:
+            info = self.job(job_id)[0]
+            if info["JobState"] == "COMPLETED" and info.get("Restarts") == "1":
+                return info
+            assert info["JobState"] not in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"), log.read_text()
+            assert time.time() < deadline, (info, log.read_text())
+            time.sleep(1)
+
     def wait(self, job_id: int | str, timeout: float, until=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
                                                              "NODE_FAIL", "OUT_OF_MEMORY")) -> list[dict]:
         deadline = time.time() + timeout

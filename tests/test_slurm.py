@@ -77,15 +77,7 @@ def test_train_job_checkpoints_on_warning_requeues_and_resumes(cluster: SlurmClu
         assert time.time() < deadline, (tmp_path / f"train-{job}.out").read_text()
         assert cluster.job(job)[0]["JobState"] in ("PENDING", "RUNNING"), (tmp_path / f"train-{job}.out").read_text()
         time.sleep(0.5)
-    cluster.run("scancel", "--batch", "--signal=USR1", str(job))     # what --signal=B:USR1@300 sends
-    deadline = time.time() + 600
-    while True:
-        info = cluster.job(job)[0]
-        if info["JobState"] == "COMPLETED" and info.get("Restarts") == "1":
-            break
-        assert info["JobState"] not in ("FAILED", "CANCELLED", "TIMEOUT"), (tmp_path / f"train-{job}.out").read_text()
-        assert time.time() < deadline, (info, (tmp_path / f"train-{job}.out").read_text())
-        time.sleep(1)
+    cluster.warn_and_wait_requeued(job, tmp_path / f"train-{job}.out")
     out = (tmp_path / f"train-{job}.out").read_text()
     assert "requeueing job" in out and "restart 1" in out, out
     steps = [r["step"] for r in _train_records(run) if "train/loss" in r]

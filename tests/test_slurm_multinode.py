@@ -65,15 +65,7 @@ def test_two_nodes_checkpoint_on_the_warning_requeue_and_resume_exactly(cluster,
     job = _submit(cluster, tmp_path, shard_dir, "two")
     run, out = tmp_path / "runs" / "two", tmp_path / f"two-{job}.out"
     _wait_for_step(cluster, job, run, 3, out)
-    cluster.run("scancel", "--batch", "--signal=USR1", str(job))     # what --signal=B:USR1@300 sends
-    deadline = time.time() + 600
-    while True:
-        info = cluster.job(job)[0]
-        if info["JobState"] == "COMPLETED" and info.get("Restarts") == "1":
-            break
-        assert info["JobState"] not in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"), out.read_text()
-        assert time.time() < deadline, (info, out.read_text())
-        time.sleep(1)
+    cluster.warn_and_wait_requeued(job, out)
     text = out.read_text()
     assert "2 node(s) x 1 process(es), head node1 (127.0.0.1)" in text and "restart 1" in text, text
     stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+)", text).group(1))

@@ -8,8 +8,10 @@ from eval.metrics import MetricConfig
 from pipeline.common.config import check_range, require
 from eval.offscreen import OFFSCREEN_SEEDS
 
-# What an eval.run results folder holds: a command that replaces such a folder refuses one holding anything else.
-RESULT_FILES = ("config.yaml", "metrics.json", "maps.zarr", "tables.md", "tables.csv", "maxima.png", "overlays_*.png")
+# What scoring a store writes (eval.rescore), and what an eval.run results folder holds: the store besides. A command
+# that replaces such a folder's files refuses one holding anything else (pipeline.common.outputs.replacing).
+SCORE_FILES = ("config.yaml", "metrics.json", "tables.md", "tables.csv", "maxima.png", "overlays_*.png")
+RESULT_FILES = ("maps.zarr", *SCORE_FILES)
 
 
 @dataclass

@@ -28,13 +28,13 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from eval.errors import EvalError, check_replaceable
+from eval.errors import EvalError
 from eval.inputs import read_audio
 from eval.testsets import IS3PLUS_ANNOTATION, read_testset
 from pipeline.common.atomic import atomic_open, atomic_write_json
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config
-from pipeline.common.outputs import build_aside, writer_lock
+from pipeline.common.outputs import replacing
 
 
 @dataclass
@@ -92,11 +92,8 @@ def build(cfg: IS3PlusConfig) -> Path:
             if not pools[cls]:
                 raise EvalError(f"{clean / cls}: no clean audio for IS3+ class {cls!r} (IS3 class {s.label!r})")
         choices.append((s, cls, random.Random(f"{cfg.seed}:{s.key}").choice(pools[cls])))
-    check_replaceable(out, ("audio_wav", "config.yaml", IS3PLUS_ANNOTATION))   # before the lock file is made: a foreign folder is not touched
-    with writer_lock(out):
-        check_replaceable(out, ("audio_wav", "config.yaml", IS3PLUS_ANNOTATION))
-        with build_aside(out) as stage:
-            _write(stage, out, cfg, clean, choices)
+    with replacing(out, ("audio_wav", "config.yaml", IS3PLUS_ANNOTATION)) as stage:
+        _write(stage, out, cfg, clean, choices)
     return out / IS3PLUS_ANNOTATION
 
 

@@ -24,13 +24,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval.errors import EvalError, check_replaceable  # noqa: E402
+from eval.errors import EvalError  # noqa: E402
 from eval.metrics.upsample import upsample  # noqa: E402
 from eval.paper import paper_rows  # noqa: E402
 from eval.store import Store, read_store  # noqa: E402
 from pipeline.common.atomic import atomic_open, atomic_write_text  # noqa: E402
 from pipeline.common.cli import Parser, run_cli  # noqa: E402
-from pipeline.common.outputs import build_aside, writer_lock  # noqa: E402
+from pipeline.common.outputs import replacing  # noqa: E402
 
 REPORT_FILES = ("tables.md", "tables.csv", "maxima.png", "overlays_*.png")  # what a report folder holds
 TESTSET_TITLES = {"vggss": "VGG-SS", "is3": "IS3", "is3plus": "IS3+", "s4": "AVS-Bench S4"}
@@ -55,7 +55,8 @@ SWITCHES = ("S", "N", "L_S", "L_N")
 @dataclass
 class Result:
     path: Path
-    info: dict          # metrics.json
+    info: dict                   # metrics.json
+    loaded: Store | None = None  # the maps, when the caller has them in memory already (else read when needed)
 
     @property
     def model(self) -> str:
@@ -76,6 +77,8 @@ class Result:
 
     def store(self) -> Store:
         """The maps beside metrics.json, or where a rescore into another folder says they are."""
+        if self.loaded is not None:
+            return self.loaded
         here = self.path / "maps.zarr"
         return read_store(here if here.exists() or "store" not in self.info else self.info["store"])
 
@@ -245,11 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     results = [load_result(p) for p in args.results]
     out = Path(args.out)
-    check_replaceable(out, REPORT_FILES)   # before the lock file is made: a foreign folder is not touched
-    with writer_lock(out):
-        check_replaceable(out, REPORT_FILES)
-        with build_aside(out) as stage:
-            report_results(results, stage, paper=args.paper)
+    with replacing(out, REPORT_FILES) as stage:
+        report_results(results, stage, paper=args.paper)
     print(f"wrote {out / 'tables.md'}")
     return 0
 

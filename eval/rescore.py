@@ -13,21 +13,20 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from eval.config import RESULT_FILES, EvalConfig
-from eval.errors import EvalError, check_replaceable
+from eval.config import RESULT_FILES, SCORE_FILES, EvalConfig
+from eval.errors import EvalError
 from eval.metrics import NEGATIVE_KINDS, MetricError, compute_all
 from eval.report import Result, report_results
 from eval.score import jsonable
-from eval.store import read_store
+from eval.store import Store, read_store
 from pipeline.common.atomic import atomic_write_json
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config
-from pipeline.common.outputs import build_aside, writer_lock
+from pipeline.common.outputs import build_aside, replacing, writer_lock
 
 
-def score_store(results: Path, cfg) -> dict:
-    """metrics.json's content for the store in `results` under EvalConfig `cfg`."""
-    store = read_store(results / "maps.zarr")
+def score_store(store: Store, cfg) -> dict:
+    """metrics.json's content for `store` under EvalConfig `cfg`."""
     attrs = store.attrs
     calibration = None
     if cfg.calibration:
@@ -50,17 +49,18 @@ def score_store(results: Path, cfg) -> dict:
             "image_embedding": cfg.image_embedding, "calibration": cfg.calibration or None, "metrics": metrics}
 
 
-def score_into(results: Path, cfg, out: Path, store_in: Path | None = None) -> None:
-    """Score the store in `results` and write config.yaml, metrics.json, tables and figures into the folder `out`.
-    metrics.json names the store unless it sits beside it (`out` is `results`, or `store_in`: the folder whose
-    files `out` is staged to replace)."""
-    info = score_store(results, cfg)
+def score_into(results: Path, cfg, out: Path, store_beside: bool) -> None:
+    """Score the store in `results` and write config.yaml, metrics.json, tables and figures into the folder `out`
+    (the store is read, and checked, once for all of them). metrics.json names the store unless it will sit beside it
+    (`store_beside`: `out` stages files that go into `results`)."""
+    store = read_store(results / "maps.zarr")
+    info = score_store(store, cfg)
     save_config(cfg, out / "config.yaml")
-    if out.resolve() != results.resolve() and store_in is None:
+    if not store_beside:
         info["store"] = str((results / "maps.zarr").resolve())   # the figures read the maps from there
     info = jsonable(info)                                       # standard JSON: NaN -> null
     atomic_write_json(out / "metrics.json", info)
-    report_results([Result(results, info)], out)
+    report_results([Result(results, info, store)], out)
 
 
 def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Path:
@@ -72,14 +72,12 @@ def rescore(results: str | Path, cfg=None, out: str | Path | None = None) -> Pat
     if cfg is None:
         cfg = load_config(EvalConfig, results / "config.yaml")
     out = Path(out) if out is not None else results
-    in_place = out.exists() and out.resolve() == results.resolve()
-    if not in_place:
-        check_replaceable(out, RESULT_FILES)   # before the lock file is made: a foreign folder is not touched
-    with writer_lock(out):
-        if not in_place:
-            check_replaceable(out, RESULT_FILES)
-        with build_aside(out, keep=("maps.zarr",) if in_place else ()) as stage:
-            score_into(results, cfg, stage, store_in=results if in_place else None)
+    if out.exists() and out.resolve() == results.resolve():    # in place: the store stays, the rest is replaced
+        with writer_lock(out), build_aside(out, SCORE_FILES) as stage:
+            score_into(results, cfg, stage, store_beside=True)
+    else:
+        with replacing(out, RESULT_FILES) as stage:
+            score_into(results, cfg, stage, store_beside=False)
     return out / "metrics.json"
 
 

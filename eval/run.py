@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from eval.config import RESULT_FILES, EvalConfig
-from eval.errors import EvalError, check_replaceable
+from eval.errors import EvalError
 from eval.inputs import EvalInputs, batches, collate, load_rgb
 from eval.offscreen import offscreen_choice
 from eval.rescore import score_into
@@ -38,7 +38,7 @@ from eval.store import StoreWriter
 from eval.testsets import TESTSETS, TestSet, read_testset
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config, to_dict
-from pipeline.common.outputs import build_aside, writer_lock
+from pipeline.common.outputs import replacing
 from pipeline.load.features import seconds_to_samples
 from pipeline.load.negatives import noise_logmels, silence_logmel
 from trainer.checkpoint import CheckpointError, load_model, resolve
@@ -181,13 +181,10 @@ def run(cfg: EvalConfig) -> Path:
              "model": name, "config": to_dict(cfg),
              "train_san": {"S": san.silence_negative, "N": san.noise_negative, "L_S": san.silence_map_loss,
                            "L_N": san.noise_map_loss}}
-    check_replaceable(out, RESULT_FILES)   # before the lock file is made: a foreign folder is not touched
-    with writer_lock(out):
-        check_replaceable(out, RESULT_FILES)
-        with build_aside(out) as stage:
-            save_config(cfg, stage / "config.yaml")
-            evaluate(model, testset, cfg, stage / "maps.zarr", attrs)
-            score_into(stage, cfg, stage)
+    with replacing(out, RESULT_FILES) as stage:
+        save_config(cfg, stage / "config.yaml")
+        evaluate(model, testset, cfg, stage / "maps.zarr", attrs)
+        score_into(stage, cfg, stage, store_beside=True)
     return out / "metrics.json"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.errors import EvalError, check_replaceable
+from eval.errors import EvalError
 from eval.metrics import NEGATIVE_KINDS, MetricConfig, MetricError, compute_all
 from eval.metrics.embeddings import max_map_scores, pooled_visual_embedding
 from eval.metrics.gt import masks_from_boxes
@@ -24,7 +24,7 @@ from eval.store import check_integrity
 from pipeline.common.atomic import atomic_write_text
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config
-from pipeline.common.outputs import build_aside, writer_lock
+from pipeline.common.outputs import replacing
 
 ARRAYS = ("pos", *NEGATIVE_KINDS, "gt", "boxes", "boxes_px", "keys", "groups", "labels",
           "emb_image", "emb_image_mean", "emb_audio", "retrieval", "vis_maps")
@@ -141,12 +141,9 @@ def main(argv: list[str] | None = None) -> int:
               f"they score IoU 0 at every threshold (listed in metrics.json input.empty_gt)", file=sys.stderr)
     result["input"] = {"maps": str(args.maps), "calibration": args.calibration, "empty_gt": empty}
     out = Path(args.out)
-    check_replaceable(out, ("config.yaml", "metrics.json"))   # before the lock file is made: a foreign folder is not touched
-    with writer_lock(out):
-        check_replaceable(out, ("config.yaml", "metrics.json"))
-        with build_aside(out) as stage:
-            save_config(cfg, stage / "config.yaml")
-            atomic_write_text(stage / "metrics.json", json.dumps(jsonable(result), indent=1) + "\n")
+    with replacing(out, ("config.yaml", "metrics.json")) as stage:
+        save_config(cfg, stage / "config.yaml")
+        atomic_write_text(stage / "metrics.json", json.dumps(jsonable(result), indent=1) + "\n")
     t2 = result["tables"]["table2"]
     print(f"wrote {out / 'metrics.json'}: cIoU_Uth {t2['cIoU_Uth']:.2f}  cIoU_Adap {t2['cIoU_Adap']:.2f}  "
           f"FLOC {t2['FLOC']:.2f}  FAUC {t2['FAUC']:.2f}  (tau_U {result['thresholds']['tau_U']:.4f})")

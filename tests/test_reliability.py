@@ -254,6 +254,7 @@ def test_failed_reruns_of_report_and_score_keep_their_outputs(evaluated, tmp_pat
 
 def test_rescore_in_place_keeps_the_store_and_replaces_the_rest(evaluated, tmp_path):
     results = _copy(evaluated[2], tmp_path / "tiny")
+    (results / "notes.txt").write_text("mine")                  # not rescore's: left alone
     before = _tree(results)
     assert run_cli(rescore_main, [str(results)]) == 0
     assert _tree(results) == before                              # same options: byte-identical files
@@ -261,7 +262,7 @@ def test_rescore_in_place_keeps_the_store_and_replaces_the_rest(evaluated, tmp_p
     after = _tree(results)
     assert {k for k in after if k.startswith("maps.zarr/")} == {k for k in before if k.startswith("maps.zarr/")}
     assert all(after[k] == before[k] for k in after if k.startswith("maps.zarr/"))
-    assert after["metrics.json"] != before["metrics.json"]
+    assert after["metrics.json"] != before["metrics.json"] and after["notes.txt"] == b"mine"
 
 
 # ------------------------------------------------------------------------ 4. one writer per output

@@ -12,7 +12,8 @@ samples/s, data-wait), tb/ (TensorBoard), checkpoints/ (trainer.checkpoint). SIG
 before preemption or the time limit), Ctrl-C (SIGINT), or a file runs/<name>/STOP -> checkpoint at the next step
 boundary and exit 0; `--resume auto` (default) continues from the latest intact checkpoint, exactly (RNG states and
 the loader position are restored), and refuses a recipe that differs from the checkpoint's unless
-`--override-recipe` (then the new values are applied and recorded). One training per run folder (`.lock`). A non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
+`--override-recipe` (then the new values are applied and recorded). One training per run folder (`.lock`). A
+non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
 """
 from __future__ import annotations
 
@@ -129,18 +130,20 @@ class Trainer:
         if resume == "none":
             return
         if resume == "auto":
-            step_dir, skipped = ckpt.latest_intact(self.run_dir)
+            step_dir, skipped = ckpt.latest_intact(self.run_dir)       # checked there
             for problem in skipped:
                 self.acc.print(f"warning: {problem}; passed over for an earlier checkpoint")
+            if step_dir is None:
+                return
+            state = ckpt.load_state(step_dir)
         else:
             step_dir = ckpt.resolve(resume, "latest")
-        if step_dir is None:
-            return
-        state = ckpt.check_checkpoint(step_dir)
+            state = ckpt.check_checkpoint(step_dir)
         changed = recipe_differences(to_dict(ckpt.load_train_config(step_dir)), to_dict(self.cfg))
         if changed and not self.override_recipe:
             raise ConfigError(f"{step_dir}: this recipe differs from the checkpoint's ({'; '.join(changed)}); resume "
-                              f"with the checkpoint's values, or add --override-recipe to apply and record the new ones")
+                              f"with the checkpoint's values, or add --override-recipe to apply and record the new "
+                              f"ones")
         ckpt.load_weights(self.model, step_dir)
         self.optimizer.optimizer.load_state_dict(ckpt.load_optimizer(step_dir, state))
         self.scheduler.load_state_dict(state["scheduler"])

@@ -3,7 +3,8 @@
 One JPEG and one WAV file per clip in folders (`frames/{id}.jpg`, `audio/{id}.wav`, `labels.json`), read per sample
 in a torch DataLoader with as many workers as cores: PIL decoding + torchvision transforms (pipeline.load.augment),
 the audio window + tiling (pipeline.load.features), torchaudio MelSpectrogram(normalized=True) +
-TimeMasking/FrequencyMasking (p 0.8) + AmplitudeToDB, as SSL-TIE's datasets/dataloader.py does. `extract_clips` writes those folders from shards.
+TimeMasking/FrequencyMasking (p 0.8) + AmplitudeToDB, as SSL-TIE's datasets/dataloader.py does. `extract_clips`
+writes those folders from shards.
 """
 from __future__ import annotations
 

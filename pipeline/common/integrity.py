@@ -43,7 +43,8 @@ def verify(root: str | Path, recorded: dict[str, str], exclude: tuple[str, ...] 
     root = Path(root)
     present = _files(root, frozenset(exclude))
     problems = [f"{rel}: missing" for rel in sorted(set(recorded) - set(present))]
-    problems += [f"{rel}: not written by the run that recorded the folder" for rel in sorted(set(present) - set(recorded))]
+    problems += [f"{rel}: not written by the run that recorded the folder"
+                 for rel in sorted(set(present) - set(recorded))]
     for rel in sorted(set(recorded) & set(present)):
         if not present[rel].is_file():
             problems.append(f"{rel}: not a regular file")

@@ -5,12 +5,16 @@ Everything stays inside the output folder the user named:
   end. A second writer gets `OutputBusy`, a one-line user error naming the holder (pid, host, command, start time,
   as the holder wrote them into the file). The kernel drops the lock when its process dies, so a lock file left by
   `kill -9` is never stale. (flock is advisory; on a network file system it works where the server supports locks.)
-- `build_aside(out, keep)`: yields an empty staging folder `out/.staging-{pid}`; when the block finishes, the
-  folder's previous visible entries (all but `keep`) move into `out/.replaced-{pid}`, the staging folder's entries
-  move into `out`, and only then is the previous set deleted: renames only, after all the work is done. If the block
+- `build_aside(out, replace)`: yields an empty staging folder `out/.staging-{pid}`; when the block finishes, the
+  folder's previous visible entries that match `replace` (glob patterns of what the command writes; anything else is
+  left alone) move into `out/.replaced-{pid}`, the staging folder's entries move into `out`, and only then is the
+  previous set deleted: renames only, after all the work is done. If the block
   raises (or the process is killed during the work), the staging folder is discarded and `out` keeps its previous
   files: a failed re-run never destroys the results of a good one. Should a crash fall inside the few renames of the
   swap, the next `build_aside` finds `.replaced-*` and puts the previous set back when `out` holds nothing else.
+- `replacing(out, replace)`: what a command that writes a whole result folder uses: it refuses a folder holding
+  visible entries it would not write (replacing the folder's files would otherwise mix or delete the user's own),
+  before the lock file is made and again under the lock, then holds `writer_lock` and `build_aside`.
 Hidden entries (names starting with '.') belong to this machinery and are never part of a result.
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import fnmatch
 import json
 import os
 import shutil
@@ -99,9 +104,38 @@ def visible(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
 
 
+def _matches(entry: Path, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(entry.name, pat) for pat in patterns)
+
+
+def check_own(out: Path, patterns: tuple[str, ...]) -> None:
+    """Refuse an output folder that holds visible entries matching none of `patterns` (or a file where the folder
+    should be): they were not written by the command, and it will not mix its results with them."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    foreign = [p.name for p in visible(out) if not _matches(p, patterns)]
+    if foreign:
+        raise UserError(f"{out}: holds files this command did not write ({', '.join(foreign[:3])}"
+                        f"{' ...' if len(foreign) > 3 else ''}); choose another output folder")
+
+
 @contextlib.contextmanager
-def build_aside(out: str | Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
-    """A staging folder whose entries replace `out`'s visible entries (except `keep`) when the block completes.
+def replacing(out: str | Path, replace: tuple[str, ...]) -> Iterator[Path]:
+    """Refuse a folder holding foreign files, then hold its writer lock and a staging folder whose entries replace
+    the folder's entries matching `replace` when the block completes."""
+    out = Path(out)
+    check_own(out, replace)          # before the lock file is made: a foreign folder is not touched
+    with writer_lock(out):
+        check_own(out, replace)
+        with build_aside(out, replace) as stage:
+            yield stage
+
+
+@contextlib.contextmanager
+def build_aside(out: str | Path, replace: tuple[str, ...]) -> Iterator[Path]:
+    """A staging folder whose entries replace `out`'s visible entries matching `replace` when the block completes.
     The caller holds `writer_lock(out)`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +151,7 @@ def build_aside(out: str | Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
     replaced = out / f".replaced-{os.getpid()}"
     replaced.mkdir()
     for entry in visible(out):
-        if entry.name not in keep:
+        if _matches(entry, replace):
             os.replace(entry, replaced / entry.name)
     for entry in sorted(stage.iterdir()):
         os.replace(entry, out / entry.name)

@@ -36,6 +36,19 @@ def read_record(path: Path) -> dict:
     return rec
 
 
+def files_problem(out: Path, name: str, rec: dict) -> str | None:
+    """What is wrong with the files of a shard its record says is finished (tar or index missing, a tar of another
+    size than written), one line naming the file; None when they are as written."""
+    if rec["count"] == 0:
+        return None                                    # every clip failed: no files were written
+    tar, idx = out / f"{name}.tar", out / f"{name}.idx"
+    if not (tar.is_file() and idx.is_file()):
+        return f"{out}: {name}.tar or .idx is missing"
+    if tar.stat().st_size != rec["bytes"]:
+        return f"{tar}: {tar.stat().st_size} bytes, {rec['bytes']} when written"
+    return None
+
+
 def merge(out: Path) -> dict:
     """Write manifest.json + failures.jsonl of a finished job in `out`; return the manifest."""
     plan_path = out / STATE_DIR / "plan.json"
@@ -54,12 +67,9 @@ def merge(out: Path) -> dict:
                             f"(first: {unfinished[0]}); run the parts that write them, then merge again")
     failures = list(plan["absent"])
     for shard, rec in records:
-        if rec["count"] > 0 and not ((out / f"{shard['name']}.tar").is_file()
-                                     and (out / f"{shard['name']}.idx").is_file()):
-            raise ShardError(f"{out}: {shard['name']}.tar or .idx is missing; re-run the sharder to rewrite it")
-        if rec["count"] > 0 and (out / f"{shard['name']}.tar").stat().st_size != rec["bytes"]:
-            raise ShardError(f"{out / (shard['name'] + '.tar')}: {(out / (shard['name'] + '.tar')).stat().st_size} "
-                             f"bytes, {rec['bytes']} when written; re-run the sharder to rewrite it")
+        problem = files_problem(out, shard["name"], rec)
+        if problem:
+            raise ShardError(f"{problem}; re-run the sharder to rewrite it")
         if rec["count"] + len(rec["failures"]) != len(shard["clips"]):
             raise ShardError(f"{out / STATE_DIR / (shard['name'] + '.json')}: {rec['count']} written + "
                                 f"{len(rec['failures'])} failed != {len(shard['clips'])} planned")

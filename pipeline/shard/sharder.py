@@ -194,9 +194,10 @@ def _load_or_store_plan(cfg: ShardConfig, plan: dict) -> None:
             stored = json.loads(plan_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ShardError(f"{plan_path}: unreadable plan ({exc}); delete {out} and start again") from None
-        if _spelling_free(stored) != _spelling_free(plan):
-            diff = sorted(k for k in plan["settings"]
-                          if _spelling_free(stored).get("settings", {}).get(k) != _spelling_free(plan)["settings"][k])
+        stored_free, plan_free = _spelling_free(stored), _spelling_free(plan)
+        if stored_free != plan_free:
+            diff = sorted(k for k in plan_free["settings"]
+                          if stored_free.get("settings", {}).get(k) != plan_free["settings"][k])
             what = f"settings {diff}" if diff else "inputs (csv, list or files)"
             raise ShardError(f"{out}: was sharded with other {what}; use another --out or delete it")
     else:
@@ -285,16 +286,10 @@ def shard_done(out: Path, name: str) -> bool:
     except ShardError as exc:
         print(f"warning: {exc}", file=sys.stderr)
         return False
-    if rec["count"] == 0:
-        return True
-    tar, idx = out / f"{name}.tar", out / f"{name}.idx"
-    if not (tar.is_file() and idx.is_file()):
-        return False
-    if tar.stat().st_size != rec["bytes"]:
-        print(f"warning: {tar}: {tar.stat().st_size} bytes, {rec['bytes']} when written; writing it again",
-              file=sys.stderr)
-        return False
-    return True
+    problem = manifest.files_problem(out, name, rec)
+    if problem:
+        print(f"warning: {problem}; writing it again", file=sys.stderr)
+    return problem is None
 
 
 def part_range(num_shards: int, num_parts: int, part: int) -> range:

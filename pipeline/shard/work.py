@@ -152,10 +152,9 @@ class ClipPool:
                     i += 1
                     yield result
             except FutureTimeout:
-                self._kill()
+                _kill(self.pool)
                 self.pool = self._new_pool(self.workers)
-                yield clips[i][0], None, failure(clips[i][0], self.args[1], "timeout",
-                                                 f"no result after {self.timeout:g} s (clip_timeout)")
+                yield self._timed_out(clips[i])
                 i += 1
             except BrokenProcessPool:
                 self.pool.shutdown(wait=True, cancel_futures=True)
@@ -163,11 +162,9 @@ class ClipPool:
                 yield self._alone(clips[i])
                 i += 1
 
-    def _kill(self) -> None:
-        """End the pool now, its stalled workers included (a stalled worker never returns to be shut down)."""
-        for proc in list(getattr(self.pool, "_processes", {}).values()):
-            proc.kill()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def _timed_out(self, clip: list) -> Result:
+        return clip[0], None, failure(clip[0], self.args[1], "timeout",
+                                      f"no result after {self.timeout:g} s (clip_timeout)")
 
     def _alone(self, clip: list) -> Result:
         """Run one clip in a process of its own: its result, or a corrupt record if that process dies too."""
@@ -177,13 +174,18 @@ class ClipPool:
             except BrokenProcessPool:
                 pass
             except FutureTimeout:
-                for proc in list(getattr(single, "_processes", {}).values()):
-                    proc.kill()
-                return clip[0], None, failure(clip[0], self.args[1], "timeout",
-                                              f"no result after {self.timeout:g} s (clip_timeout)")
+                _kill(single)
+                return self._timed_out(clip)
         with self._new_pool(1) as probe:  # a worker that dies doing nothing means the pool itself is broken
             try:
                 probe.submit(os.getpid).result()
             except BrokenProcessPool:
                 raise RuntimeError("sharder worker processes die on start; see the log above") from None
         return clip[0], None, failure(clip[0], self.args[1], "corrupt", "the decoder crashed (its worker process died)")
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """End a pool now, its stalled workers included (a stalled worker never returns to be shut down)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.kill()
+    pool.shutdown(wait=True, cancel_futures=True)

@@ -22,6 +22,11 @@ MEAN = torch.tensor(features.IMAGENET_MEAN).view(1, 3, 1, 1)
 WDS2IDX = str(Path(sys.executable).with_name("wds2idx"))
 
 
+# the two placements of the DALI loader's per-sample work (pipeline.load.dali.full_graph) and the reference loader
+VARIANTS = {"dali": dict(backend="dali", dali_graph="decode"), "dali-full": dict(backend="dali", dali_graph="full"),
+            "reference": dict(backend="reference")}
+
+
 def grey_levels(image: torch.Tensor) -> torch.Tensor:
     return (image * STD + MEAN) * 255.0
 
@@ -34,10 +39,13 @@ def cat(batches, name):
     return torch.cat([getattr(b, name) for b in batches])
 
 
+@pytest.mark.parametrize("graph", ["decode", "full"])
 @pytest.mark.parametrize("size,seconds", [(224, 10.0), (112, 5.0)])
-def test_dali_cpu_and_reference_give_the_same_tensors(shard_dir, size, seconds):
-    # the fixture's clips are 2 s, shorter than the window: both loaders tile them (DALI's in features.mel_power)
-    cfg = LoaderConfig(batch_size=4, image_size=size, clip_seconds=seconds, window_seconds=seconds, workers=2)
+def test_dali_cpu_and_reference_give_the_same_tensors(shard_dir, size, seconds, graph):
+    # the fixture's clips are 2 s, shorter than the window: both loaders tile them (DALI: features.mel_power when
+    # decoding only, the graph's doublings when it runs everything)
+    cfg = LoaderConfig(batch_size=4, image_size=size, clip_seconds=seconds, window_seconds=seconds, workers=2,
+                       dali_graph=graph)
     dali = epoch(build_loader(cfg, shard_dir, split="train", train=False, seed=3))
     cfg.backend = "reference"
     ref = epoch(build_loader(cfg, shard_dir, split="train", train=False, seed=3))
@@ -60,9 +68,9 @@ def test_dali_cpu_and_reference_give_the_same_tensors(shard_dir, size, seconds):
     assert float(diff.max()) <= 0.5
 
 
-@pytest.mark.parametrize("backend", ["dali", "reference"])
+@pytest.mark.parametrize("backend", list(VARIANTS))
 def test_ranks_epochs_equal_steps_and_disjoint_data(shard_dir, backend):
-    cfg = LoaderConfig(backend=backend, batch_size=3, image_size=32, clip_seconds=1.0, window_seconds=1.0,
+    cfg = LoaderConfig(**VARIANTS[backend], batch_size=3, image_size=32, clip_seconds=1.0, window_seconds=1.0,
                        workers=1, shuffle_buffer=4)
     shards = ShardSet.open(shard_dir, "train")
     seen = {}
@@ -87,9 +95,9 @@ def test_ranks_epochs_equal_steps_and_disjoint_data(shard_dir, backend):
     assert order(0, 11) != order(1, 11)             # ...and each epoch draws a new one
 
 
-@pytest.mark.parametrize("backend", ["dali", "reference"])
+@pytest.mark.parametrize("backend", list(VARIANTS))
 def test_resume_mid_epoch_reproduces_the_rest(shard_dir, backend):
-    cfg = LoaderConfig(backend=backend, batch_size=3, image_size=48, clip_seconds=2.0, window_seconds=1.0,
+    cfg = LoaderConfig(**VARIANTS[backend], batch_size=3, image_size=48, clip_seconds=2.0, window_seconds=1.0,
                        audio_window="random", workers=2, shuffle_buffer=6)
     full = epoch(build_loader(cfg, shard_dir, split="train", train=True, seed=5))
     assert len(full) >= 3
@@ -108,9 +116,9 @@ def test_resume_mid_epoch_reproduces_the_rest(shard_dir, backend):
     assert resumed.epoch == 1 and resumed.consumed == 0
 
 
-@pytest.mark.parametrize("backend", ["dali", "reference"])
+@pytest.mark.parametrize("backend", list(VARIANTS))
 def test_train_augmentation_statistics(shard_dir, backend):
-    cfg = LoaderConfig(backend=backend, batch_size=4, image_size=40, clip_seconds=2.0, window_seconds=1.0,
+    cfg = LoaderConfig(**VARIANTS[backend], batch_size=4, image_size=40, clip_seconds=2.0, window_seconds=1.0,
                        workers=2)
     ld = build_loader(cfg, shard_dir, split="train", train=True, seed=2)
     plain = {k: img for b in build_loader(cfg, shard_dir, split="train", train=False, seed=2)
@@ -286,10 +294,10 @@ def _gradient_shards(out: Path, n: int = 8) -> Path:
     return out
 
 
-@pytest.mark.parametrize("backend", ["dali", "reference"])
+@pytest.mark.parametrize("backend", list(VARIANTS))
 def test_horizontal_flip_probability(tmp_path, backend):
     shards = _gradient_shards(tmp_path / "ramp")
-    cfg = LoaderConfig(backend=backend, batch_size=8, image_size=24, clip_seconds=1.0, window_seconds=1.0,
+    cfg = LoaderConfig(**VARIANTS[backend], batch_size=8, image_size=24, clip_seconds=1.0, window_seconds=1.0,
                        workers=1, shuffle_buffer=8)
     ld = build_loader(cfg, shards, split="train", train=True, seed=4)
     flipped = n = 0

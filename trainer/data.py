@@ -3,7 +3,7 @@
 `source: shards` builds `pipeline.load.build.build_loader` for the train and val splits with the per-process
 micro-batch.
 `source: random` yields seeded random images / log-mels (no files, no decoding): for benchmarks and loop tests that
-must not depend on the data pipeline. Both expose what the loop needs: iteration over one epoch of batches with
+must not depend on the data pipeline. `DevicePrefetch` puts the batches on the training device. Both expose what the loop needs: iteration over one epoch of batches with
 `.image`, `.logmel`, `.label`, `.key`, plus `set_epoch`, `state_dict` and `load_state_dict` (mid-epoch resume).
 """
 from __future__ import annotations
@@ -61,6 +61,36 @@ class RandomBatches:
             yield RandomBatch(image, logmel, label, keys)
 
 
+class DevicePrefetch:
+    """The batches of `loader` on `device`. On a GPU, a batch still on the host (pinned by the loader) is copied on a
+    side CUDA stream when the trainer asks for it, which is after the previous step's kernels were queued, so the
+    copy runs while the GPU computes that step; the training stream waits for the copy only where it uses the batch.
+    Batches the DALI GPU graph made are on the device already. No batch is read ahead of the trainer's request, so
+    the loader's position (checkpoints) is exactly the batches handed out. On the CPU: the batches as they come."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, torch.device(device)
+
+    def __iter__(self):
+        if self.device.type != "cuda":
+            yield from self.loader
+            return
+        stream = torch.cuda.Stream(self.device)
+        for batch in self.loader:
+            with torch.cuda.stream(stream):
+                moved = {k: v.to(self.device, non_blocking=True) for k, v in _tensors(batch).items()}
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(stream)
+            for v in moved.values():
+                v.record_stream(current)     # allocated on the side stream, freed after the step's use
+            yield dataclasses.replace(batch, **moved)
+
+
+def _tensors(batch) -> dict[str, torch.Tensor]:
+    return {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)
+            if isinstance(getattr(batch, f.name), torch.Tensor)}
+
+
 def micro_batch(cfg: TrainConfig, world_size: int) -> int:
     """Per-process samples per micro-step: global batch / (processes x accumulation steps), which must divide."""
     div = world_size * cfg.optim.grad_accum
@@ -81,7 +111,8 @@ def build_loaders(cfg: TrainConfig, rank: int, world_size: int, device: torch.de
         return train, val
     lcfg = dataclasses.replace(d.loader, batch_size=batch)
     loader_device = device if (device.type == "cuda" and lcfg.device == "cuda") else torch.device("cpu")
-    kw = dict(rank=rank, world_size=world_size, seed=cfg.seed, device=loader_device)
+    kw = dict(rank=rank, world_size=world_size, seed=cfg.seed, device=loader_device,
+              pin_memory=device.type == "cuda" and loader_device.type == "cpu")
     try:
         train = build_loader(lcfg, d.shard_dir, split=d.train_split, train=True, **kw)
         val = build_loader(lcfg, d.shard_dir, split=d.val_split, train=False, **kw) if d.val_split else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pipeline.load.features import to_device
 from trainer.config import EquivarianceConfig
 
 
@@ -26,8 +27,9 @@ class Transform:
     flip: bool
     double_shrink: bool
 
-    def matrices(self, size: int, device: torch.device) -> torch.Tensor:
-        """Affine source->destination matrices [B, 2, 3] in pixel coordinates (kornia/OpenCV rotation convention)."""
+    def matrices(self, size: int) -> torch.Tensor:
+        """Affine source->destination matrices [B, 2, 3] in pixel coordinates (kornia/OpenCV rotation convention),
+        float32 on the CPU."""
         warp_scale = self.scale if self.double_shrink else 1.0
         theta = self.angles.double() * math.pi / 180.0
         alpha = warp_scale * torch.cos(theta)
@@ -37,27 +39,33 @@ class Transform:
             torch.stack([alpha, beta, (1 - alpha) * c - beta * c], dim=1),
             torch.stack([-beta, alpha, beta * c + (1 - alpha) * c], dim=1),
         ], dim=1)
-        return m.float().to(device)
+        return m.float()
+
+    def inverse_matrices(self, size: int, device: torch.device) -> torch.Tensor:
+        """The destination->source matrices [B, 2, 3] that `warp_affine` samples with, computed on the CPU (where
+        the angles were drawn: inverting on a GPU would wait for it) and copied to `device` without waiting."""
+        m = self.matrices(size)
+        inv = torch.linalg.inv(m[:, :, :2].double()).float()
+        return to_device(torch.cat([inv, -(inv @ m[:, :, 2:])], dim=2), device)
 
 
 def draw_transform(batch: int, cfg: EquivarianceConfig, generator: torch.Generator) -> Transform:
-    """Random transform for one step, drawn from a CPU generator (its state is checkpointed)."""
+    """Random transform for one step, drawn from a CPU generator (its state is checkpointed); the scale and flip are
+    Python numbers read from CPU tensors, so drawing never waits for a GPU."""
     angles = torch.randint(-cfg.max_rotation, cfg.max_rotation + 1, (batch,), generator=generator).float()
-    scale = float(cfg.scales[int(torch.randint(len(cfg.scales), (1,), generator=generator))])
-    flip = bool(torch.rand((), generator=generator) < cfg.flip_prob)
+    scale = float(cfg.scales[torch.randint(len(cfg.scales), (1,), generator=generator).tolist()[0]])
+    flip = torch.rand((), generator=generator).tolist() < cfg.flip_prob
     return Transform(angles, scale, flip, cfg.double_shrink)
 
 
-def warp_affine(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Warp [B, C, S, S] by source->destination affine matrices (pixel coordinates) onto an S x S canvas, zeros outside."""
+def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Warp [B, C, S, S] onto an S x S canvas, zeros outside; `inverse` [B, 2, 3] maps destination pixel coordinates
+    to source ones (`Transform.inverse_matrices`)."""
     b, _, h, w = x.shape
-    lin = matrices[:, :, :2]
-    inv = torch.linalg.inv(lin.double()).float()
-    inv_t = -(inv @ matrices[:, :, 2:]).squeeze(-1)
     ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=torch.float32),
                             torch.arange(w, device=x.device, dtype=torch.float32), indexing="ij")
     dst = torch.stack([xs, ys], dim=-1).view(1, -1, 2)  # [1, HW, 2] (x, y)
-    src = dst @ inv.transpose(1, 2) + inv_t.unsqueeze(1)  # [B, HW, 2]
+    src = dst @ inverse[:, :, :2].transpose(1, 2) + inverse[:, :, 2].unsqueeze(1)  # [B, HW, 2]
     grid = torch.stack([2 * src[..., 0] / (w - 1) - 1, 2 * src[..., 1] / (h - 1) - 1], dim=-1).view(b, h, w, 2)
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
@@ -71,7 +79,7 @@ def _finish(x: torch.Tensor, tf: Transform, out_size: int) -> torch.Tensor:
 def transform_image(image: torch.Tensor, tf: Transform) -> torch.Tensor:
     """The transformed view of a batch of square images [B, 3, S, S] -> [B, 3, int(S*scale), int(S*scale)]."""
     size = image.shape[-1]
-    warped = warp_affine(image, tf.matrices(size, image.device))
+    warped = warp_affine(image, tf.inverse_matrices(size, image.device))
     return _finish(warped, tf, int(size * tf.scale))
 
 
@@ -79,7 +87,7 @@ def transform_map(amap: torch.Tensor, tf: Transform, image_size: int) -> torch.T
     """The same transform on a map [B, 1, h, w]: resize to the image canvas, warp, resize to int(h*scale), flip."""
     h = amap.shape[-1]
     up = F.interpolate(amap.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
-    warped = warp_affine(up, tf.matrices(image_size, amap.device))
+    warped = warp_affine(up, tf.inverse_matrices(image_size, amap.device))
     return _finish(warped, tf, int(h * tf.scale))
 
 

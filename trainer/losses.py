@@ -51,10 +51,9 @@ def contrastive_logits(
         mask = torch.ones_like(easy)
         mask[idx, offset + idx] = -99.0
         easy = easy * mask
-    else:
-        keep = torch.ones_like(easy, dtype=torch.bool)
-        keep[idx, offset + idx] = False
-        easy = easy[keep].view(b, -1)
+    else:   # row i without column offset + i, by index arithmetic (a boolean mask would wait for the device)
+        cols = torch.arange(easy.shape[1] - 1, device=v.device)[None, :]
+        easy = easy.gather(1, cols + (cols >= (offset + idx)[:, None]).long())
     parts = [pos, easy]
     if cfg.hard_negative:
         if cfg.trimap:

@@ -29,6 +29,7 @@ import signal
 import time
 
 import torch
+import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from tqdm import tqdm
@@ -38,13 +39,27 @@ from pipeline.common.config import ConfigError, load_config, save_config, to_dic
 from pipeline.common.outputs import OutputBusy, writer_lock
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig, recipe_differences
-from trainer.data import build_loaders
+from trainer.data import DevicePrefetch, build_loaders
 from trainer.equivariance import draw_transform
 from trainer.model import AVENet
 from trainer.objective import Objective, negative_inputs
 from trainer.validation import Validator
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def control_group(world: int, device: torch.device):
+    """The process group the ranks agree on stop requests through: a host-side (gloo) one, so that agreeing at every
+    step never waits for a GPU; the default group where it is gloo already; None for one process."""
+    if world == 1:
+        return None
+    return dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+
+
+def compile_count() -> int:
+    """Frames torch.compile has compiled in this process so far (first compilations and recompilations)."""
+    from torch._dynamo.utils import counters
+    return int(counters["frames"]["total"])
 
 
 class TrainingError(UserError):
@@ -86,7 +101,8 @@ class Trainer:
             self.model.imgnet.compile()
             self.model.audnet.compile()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                     fused=True)   # one kernel for all parameters; its step counts stay on the device
         self.objective, self.optimizer = self.acc.prepare(Objective(self.model, cfg), optimizer)
         self.params = params
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -96,6 +112,7 @@ class Trainer:
         self.aug_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2 * self.rank + 1)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + 2 * self.rank + 2)
         self.train_loader, val_loader = build_loaders(cfg, self.rank, self.world, self.device)
+        self.control = control_group(self.world, self.device)
         self.validator = Validator(cfg, val_loader, self.acc)
         self.step = 0
         self.epoch = 0
@@ -207,8 +224,8 @@ class Trainer:
     def _micro_step(self, batch, sync: bool) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        image = batch.image.to(self.device, non_blocking=True).contiguous(memory_format=mf)
-        logmel = batch.logmel.to(self.device, non_blocking=True).contiguous(memory_format=mf)
+        image = batch.image.contiguous(memory_format=mf)         # on the device already (DevicePrefetch)
+        logmel = batch.logmel.contiguous(memory_format=mf)
         silence, noise = negative_inputs(cfg, logmel, self.noise_gen)
         tf = draw_transform(image.shape[0], cfg.equivariance, self.aug_gen) if cfg.equivariance.enabled else None
         ctx = contextlib.nullcontext() if sync else self.acc.no_sync(self.objective)
@@ -259,12 +276,14 @@ class Trainer:
 
     def _stop_requested(self) -> bool:
         """A signal reached this process, or a STOP file sits in the run folder (slurm/train.sbatch writes it on
-        Slurm's time-limit warning, so no launcher process is ever signalled); any rank's request stops all."""
-        stop = self.stop_signal or (self.run_dir / "STOP").exists()
-        flag = torch.tensor(float(stop), device=self.device)
-        if self.world > 1:
-            flag = self.acc.reduce(flag, reduction="sum")
-        return bool(flag.item() > 0)
+        Slurm's time-limit warning, so no launcher process is ever signalled); any rank's request stops all (the
+        processes agree over the host-side `control` group)."""
+        stop = bool(self.stop_signal or (self.run_dir / "STOP").exists())
+        if self.world == 1:
+            return stop
+        flag = torch.tensor([float(stop)])          # on the host: agreeing never waits for a GPU
+        dist.all_reduce(flag, group=self.control)
+        return flag.tolist()[0] > 0
 
     def run(self) -> int:
         cfg = self.cfg
@@ -284,7 +303,7 @@ class Trainer:
         steps_per_epoch = len(self.train_loader) // cfg.optim.grad_accum
         total = min(cfg.max_steps or 10**12, steps_per_epoch * cfg.epochs)
         bar = tqdm(total=total, initial=self.step, disable=not main, dynamic_ncols=True, desc=cfg.name)
-        interval = {"terms": {}, "n": 0, "wait": 0.0, "t0": time.perf_counter()}
+        interval = {"terms": {}, "n": 0, "wait": 0.0, "compiles": 0, "t0": time.perf_counter()}
         if cfg.max_steps and self.step >= cfg.max_steps:
             self.acc.print(f"step {self.step} already reached max_steps={cfg.max_steps}; nothing to do")
             bar.close()
@@ -297,7 +316,7 @@ class Trainer:
                 if self.pending_loader_state is not None:
                     self.train_loader.load_state_dict(self.pending_loader_state)
                     self.pending_loader_state = None
-                it = iter(self.train_loader)
+                it = iter(DevicePrefetch(self.train_loader, self.device))
                 reached_max = False
                 while not reached_max:
                     t_wait = time.perf_counter()
@@ -305,8 +324,10 @@ class Trainer:
                     if len(micro) < cfg.optim.grad_accum:
                         break  # end of the epoch (a partial accumulation is dropped, like drop_last)
                     interval["wait"] += time.perf_counter() - t_wait
+                    compiled = compile_count()
                     for k, v in self._optimizer_step(micro).items():
                         interval["terms"][k] = interval["terms"].get(k, 0.0) + v
+                    interval["compiles"] += compile_count() - compiled
                     interval["n"] += 1
                     bar.update(1)
                     reached_max = bool(cfg.max_steps) and self.step >= cfg.max_steps
@@ -371,16 +392,21 @@ class Trainer:
             tb.add_scalar(k, v, self.step)
 
     def _log(self, interval: dict, tb, log, bar) -> None:
+        """One record per `log_every` steps: the interval's mean terms (accumulated on the device; reading them here
+        is the interval's one wait for the device, so `step_s` is the true wall time per step), `data_wait_s` (time
+        spent waiting for the loader per step), torch.compile frame compilations during the interval's steps."""
         self._check_finite()
         n = max(interval["n"], 1)
         terms = {k: v / n for k, v in interval["terms"].items()}
         if self.world > 1:
             terms = {k: self.acc.reduce(v, reduction="mean") for k, v in terms.items()}
+        terms = {k: float(v) for k, v in terms.items()}
         elapsed = time.perf_counter() - interval["t0"]
         record = {"step": self.step, "epoch": self.epoch, **{f"train/{k}": float(v) for k, v in terms.items()},
                   "lr": self.optimizer.optimizer.param_groups[0]["lr"],
                   "samples_per_s": interval["n"] * self.cfg.optim.batch_size / max(elapsed, 1e-9),
-                  "data_wait_s": interval["wait"] / n, "global_batch": self.cfg.optim.batch_size}
+                  "step_s": elapsed / n, "data_wait_s": interval["wait"] / n,
+                  "compiles": interval["compiles"], "global_batch": self.cfg.optim.batch_size}
         if log is not None:
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -388,7 +414,7 @@ class Trainer:
                 if k not in ("step", "epoch"):
                     tb.add_scalar(k, v, self.step)
             bar.set_postfix(loss=f"{record['train/loss']:.4f}", sps=f"{record['samples_per_s']:.1f}")
-        interval.update(terms={}, n=0, wait=0.0, t0=time.perf_counter())
+        interval.update(terms={}, n=0, wait=0.0, compiles=0, t0=time.perf_counter())
 
 
 def main(argv: list[str] | None = None) -> int:

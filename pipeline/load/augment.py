@@ -12,7 +12,7 @@ The DALI loader (pipeline.load.dali) decodes the JPEGs (training: only a random 
 to S x S (torchvision's antialiased bilinear resize, the one RandomResizedCrop uses), flips the drawn ones and applies
 the rest to the whole batch (`blur_jitter_normalize`: the Gaussian blur as a batched depthwise convolution,
 torchvision's kernel and reflect padding; the colour steps as one affine map per image, `jitter_affine`; ImageNet
-normalisation), and `eval_batch` puts each decoded frame through `eval_transform`.
+normalisation), and `eval_batch` resizes the decoded frames as `eval_transform` does, one call per frame size.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from pipeline.load.features import CPU_CHUNK, IMAGENET_MEAN, IMAGENET_STD
+from pipeline.load.features import CPU_CHUNK, IMAGENET_MEAN, IMAGENET_STD, to_device
 
 JITTER = (0.4, 0.4, 0.4, 0.1)
 JITTER_P = 0.8
@@ -33,6 +33,19 @@ CROP_SCALE = (0.3, 1.0)
 FLIP_P = 0.5
 LUMA = (0.299, 0.587, 0.114)            # torchvision's rgb_to_grayscale weights (ITU-R 601), also YIQ's Y row
 _RGB_TO_YIQ = (LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_CONSTANTS: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
+
+
+def _constants(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(luma weights [3], RGB->YIQ [3, 3], its inverse, float64; ImageNet mean and std [3] in grey levels, float32)
+    on `device`, made once per device: building them per batch would copy from the host and wait for the device."""
+    key = ("colour", str(device))
+    if key not in _CONSTANTS:
+        yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
+        host = (torch.tensor(LUMA, dtype=torch.float64), yiq, torch.linalg.inv(yiq),
+                torch.tensor(IMAGENET_MEAN) * 255.0, torch.tensor(IMAGENET_STD) * 255.0)
+        _CONSTANTS[key] = tuple(c.to(device) for c in host)
+    return _CONSTANTS[key]
 
 
 def blur_kernel_size(sigma_max: float = BLUR_SIGMA[1]) -> int:
@@ -86,7 +99,10 @@ DRAWS = 7  # per image: brightness, contrast, saturation, hue (turns), grayscale
 def train_batch(crops: list[torch.Tensor], draws: torch.Tensor, size: int) -> torch.Tensor:
     """Decoded random crops (uint8 `[h, w, 3]` each, any size) and their draws `[B, DRAWS]` -> the augmented batch
     `[B, 3, size, size]` float32, on the crops' device: each crop resized as RandomResizedCrop resizes (bilinear,
-    antialias, uint8 out), the drawn ones flipped horizontally, then `blur_jitter_normalize`."""
+    antialias, uint8 out), the drawn ones flipped horizontally, then `blur_jitter_normalize`.
+
+    The per-crop resize is the CPU path of the DALI loader (`dali_graph: decode`); with `dali_graph: full` the DALI
+    graph resizes and flips, and only `blur_jitter_normalize` runs in torch."""
     dev = draws.device if not crops else crops[0].device
     resized = torch.empty((len(crops), 3, size, size), dtype=torch.uint8, device=dev)
     for i, crop in enumerate(crops):
@@ -95,14 +111,26 @@ def train_batch(crops: list[torch.Tensor], draws: torch.Tensor, size: int) -> to
     draws = draws.to(dev)
     flip = (draws[:, 6] > 0).nonzero().flatten()
     resized[flip] = resized[flip].flip(-1)
-    return blur_jitter_normalize(resized, draws[:, :6])
+    return blur_jitter_normalize(resized, draws[:, :6], chunk=CPU_CHUNK if dev.type == "cpu" else None)
 
 
 def eval_batch(images: list[torch.Tensor], size: int) -> torch.Tensor:
-    """Decoded frames (uint8 `[h, w, 3]` each) -> `[B, 3, size, size]` float32 through `eval_transform`, the
-    reference loader's evaluation transform."""
-    transform = eval_transform(size)
-    return torch.stack([transform(img.permute(2, 0, 1)).as_subclass(torch.Tensor) for img in images])
+    """Decoded frames (uint8 `[h, w, 3]` each) -> `[B, 3, size, size]` float32 as `eval_transform` makes them (square
+    bicubic antialiased resize on float, ImageNet normalisation), on the frames' device: one resize per distinct frame
+    size (the frames of a video dataset share a few), so the ops do not grow with the batch."""
+    if not images:
+        return torch.empty((0, 3, size, size))
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape), []).append(i)
+    parts = [v2.functional.resize(torch.stack([images[i] for i in idx]).permute(0, 3, 1, 2).float(), [size, size],
+                                  interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+             for idx in groups.values()]
+    resized = parts[0] if len(parts) == 1 else torch.cat(parts)
+    if len(parts) > 1:       # back to the batch's order
+        order = torch.tensor([i for idx in groups.values() for i in idx])
+        resized = resized[to_device(torch.argsort(order), resized.device)]
+    return normalize(resized)
 
 
 def eval_transform(size: int) -> v2.Compose:
@@ -112,6 +140,12 @@ def eval_transform(size: int) -> v2.Compose:
         v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """0-255 images `[B, 3, H, W]` (any float or uint8) -> ImageNet-normalized float32, in one op per step."""
+    _, _, _, mean, std = _constants(image.device)
+    return (image.float() - mean[:, None, None]) / std[:, None, None]
 
 
 def image_transform(size: int, train: bool) -> v2.Compose:
@@ -132,17 +166,15 @@ def jitter_affine(draws: torch.Tensor, mean_luma: torch.Tensor) -> tuple[torch.T
     d = draws.double()
     b, k, s, h, gray = d.unbind(1)
     dev = d.device
-    w = torch.tensor(LUMA, dtype=torch.float64, device=dev)
-    ones = torch.ones(3, dtype=torch.float64, device=dev)
+    w, yiq, yiq_inv = _constants(dev)[:3]
     eye = torch.eye(3, dtype=torch.float64, device=dev)
-    grey = torch.outer(ones, w)                                          # x -> grey(x) in every channel
-    yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64, device=dev)
+    grey = w.expand(3, 3)                                                # x -> grey(x) in every channel
     angle = 2 * math.pi * h
     rot = torch.zeros(len(d), 3, 3, dtype=torch.float64, device=dev)
     rot[:, 0, 0] = 1.0
     rot[:, 1, 1], rot[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
     rot[:, 2, 1], rot[:, 2, 2] = torch.sin(angle), torch.cos(angle)
-    hue = torch.linalg.inv(yiq) @ rot @ yiq
+    hue = yiq_inv @ rot @ yiq
     sat = s[:, None, None] * eye + (1 - s)[:, None, None] * grey
     to_grey = gray[:, None, None] * grey + (1 - gray)[:, None, None] * eye
     m = to_grey @ hue @ sat * (b * k)[:, None, None]
@@ -150,40 +182,47 @@ def jitter_affine(draws: torch.Tensor, mean_luma: torch.Tensor) -> tuple[torch.T
     return m.float(), t.float()
 
 
-def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """uint8 (or 0-255 float) images `[B, 3, H, W]` and their draws `[B, 6]` (the 5 colour draws of `jitter_affine`,
-    then the blur's sigma, 0 for no blur) -> blurred (`gaussian_blur`, only the images drawn for it), colour-jittered
-    (`jitter_affine`, with the contrast's mean grey level taken before the blur, as torchvision jitters first),
-    clipped to 0-255 and ImageNet-normalized float32, on the images' device. Images whose draws are all identity
-    come out unchanged.
+    then the blur's sigma, 0 for no blur) -> blurred (`gaussian_blur`), colour-jittered (`jitter_affine`, with the
+    contrast's mean grey level taken before the blur, as torchvision jitters first), clipped to 0-255 and
+    ImageNet-normalized float32, on the images' device. Images whose draws are all identity come out unchanged.
 
     The blur comes before the colour map (torchvision blurs after it): the two commute (both linear, the blur's
     weights sum to 1) except where the colour map clips.
 
-    On the CPU the batch goes through features.CPU_CHUNK images at a time (their float copies stay in cache)."""
+    `chunk` None (the GPU path): the whole batch in a fixed number of ops, with no host-device synchronisation;
+    images drawn without blur go through a one-tap kernel (sigma 0 -> taps (0..0, 1, 0..0): exactly the identity)
+    unless the images are too small to pad for the kernel (then only the drawn ones are blurred, as below).
+    `chunk` n (the CPU path): n images at a time, whose float copies stay in cache, and only the drawn ones blurred."""
     dev = image.device
     draws = draws.to(dev)
     sigma = draws[:, 5]
+    luma, _, _, mean, std = _constants(dev)
     # float32 sums of 0-255 values are exact up to 65,793 pixels (2^24 / 255), and cheaper than a float64 or int64 sum
     channel_means = image.flatten(2).sum(-1, dtype=torch.float32).double() / (image.shape[2] * image.shape[3])
-    mean_luma = channel_means @ torch.tensor(LUMA, dtype=torch.float64, device=dev)
-    m, t = jitter_affine(draws[:, :5], mean_luma)
+    m, t = jitter_affine(draws[:, :5], channel_means @ luma)
     # the normalisation folded into the map: (clip(M x + t, 0, 255) - mean) / std = clip(M' x + t', lo, hi) with
     # M' = M / std, t' = (t - mean) / std and each channel's bounds lo = -mean / std, hi = (255 - mean) / std
-    mean = torch.tensor(IMAGENET_MEAN, device=dev) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=dev) * 255.0
     m, t = m / std[:, None], (t - mean) / std
-    bounds = [(-mu / sd, (255.0 - mu) / sd) for mu, sd in zip(mean.tolist(), std.tolist())]
+    lo, hi = (-mean / std)[:, None], ((255.0 - mean) / std)[:, None]
     out = torch.empty(image.shape, dtype=torch.float32, device=dev)
-    step = CPU_CHUNK if dev.type == "cpu" else max(len(image), 1)
+    step = chunk or max(len(image), 1)
+    blur_all = chunk is None and min(image.shape[2:]) > BLUR_KERNEL // 2   # reflect padding needs the room
     for i in range(0, len(image), step):
         x = image[i:i + step].to(torch.float32, copy=True)
-        blur = (sigma[i:i + step] > 0).nonzero().flatten()
-        if len(blur):
-            x[blur] = gaussian_blur(x[blur], sigma[i:i + step][blur])
+        s = sigma[i:i + step]
+        if blur_all:
+            x = gaussian_blur(x, s.clamp(min=_NO_BLUR))
+        else:
+            blur = (s > 0).nonzero().flatten()
+            if len(blur):
+                x[blur] = gaussian_blur(x[blur], s[blur])
         x = x.flatten(2)
         y = out[i:i + step].view_as(x)
         torch.baddbmm(t[i:i + step, :, None], m[i:i + step], x, out=y)
-        for c, (lo, hi) in enumerate(bounds):      # one pass per channel plane, scalar bounds
-            y[:, c].clamp_(lo, hi)
+        torch.clamp(y, lo, hi, out=y)
     return out
+
+
+_NO_BLUR = 1e-3   # a sigma whose Gaussian taps are exactly (0, .., 0, 1, 0, .., 0) in float32

@@ -29,6 +29,7 @@ from pipeline.load.shards import EpochPlan, ShardSet
 class LoaderConfig:
     backend: Literal["dali", "reference"] = "dali"
     device: Literal["cpu", "cuda"] = "cpu"       # DALI: 'mixed' JPEG decode + GPU ops on cuda, device_id=None on cpu
+    dali_graph: Literal["auto", "full", "decode"] = "auto"   # DALI: where the per-sample work runs (pipeline.load.dali)
     batch_size: int = 32
     image_size: int = 224                         # S of the [B, 3, S, S] images (the CPU demo uses 112 or 96)
     clip_seconds: float = 10.0                    # model input audio length after tiling (10 s -> T 670, 5 s -> 335)
@@ -62,8 +63,9 @@ class LoaderBase:
     """Epoch bookkeeping and the shared end of both backends; subclasses implement `_raw_batches`."""
 
     def __init__(self, cfg: LoaderConfig, shards: ShardSet, *, split: str, train: bool, rank: int, world_size: int,
-                 seed: int, device: torch.device | str):
+                 seed: int, device: torch.device | str, pin_memory: bool = False):
         self.cfg, self.shards, self.split, self.train = cfg, shards, split, train
+        self.pin_memory = pin_memory and torch.device(device).type == "cpu"   # the backend pins in its own threads
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.device = torch.device(device)
         self.epoch = 0

@@ -21,7 +21,7 @@ import warnings
 import torch
 import torchaudio.functional as AF
 
-SAMPLE_RATE = 16000
+from pipeline.shard.format import SAMPLE_RATE
 N_FFT = 512
 HOP = 239
 N_MELS = 257
@@ -223,16 +223,31 @@ def spec_augment_params(batch: int, frames: int, generator: torch.Generator | No
     return out
 
 
+def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A CPU tensor on `device` without making the host wait: through pinned memory with a non-blocking copy on
+    CUDA (a copy from pageable memory synchronises with the device), unchanged on the CPU."""
+    device = torch.device(device)
+    if device.type != "cuda" or x.device.type != "cpu":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 def apply_masks(power: torch.Tensor, masks: torch.Tensor, *, inplace: bool = False, fill: float = 0.0) -> torch.Tensor:
     """Set the masked time columns and mel rows of `[B, ..., F, T]` mel power to `fill` (a new tensor, or `power`
     itself with `inplace`). SpecAugment zeroes mel power before dB; on a log-mel, `fill` DB_FLOOR gives the same
-    values (to_db(0) is DB_FLOOR)."""
+    values (to_db(0) is DB_FLOOR).
+
+    The whole batch at once, whatever its size: the masks become two broadcast boolean tensors (`[B, ..., 1, T]`
+    and `[B, ..., F, 1]`) compared on the device, so nothing waits on the host and nothing loops over samples."""
     out = power if inplace else power.clone()
-    for i, (ts, tw, fs, fw) in enumerate(masks.tolist()):
-        if tw:
-            out[i, ..., ts:ts + tw] = fill
-        if fw:
-            out[i, ..., fs:fs + fw, :] = fill
+    b, f, t = out.shape[0], out.shape[-2], out.shape[-1]
+    m = to_device(masks.to(torch.int64), out.device)
+    lead = (b,) + (1,) * (out.dim() - 3)
+    ts, tw, fs, fw = (c.reshape(*lead, 1, 1) for c in m.unbind(1))
+    cols = torch.arange(t, device=out.device)
+    rows = torch.arange(f, device=out.device)[:, None]
+    out.masked_fill_((cols >= ts) & (cols < ts + tw), fill)
+    out.masked_fill_((rows >= fs) & (rows < fs + fw), fill)
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.load.features import DB_FLOOR, N_MELS, mel_power, num_frames, position_generator, to_db
+from pipeline.load.features import DB_FLOOR, N_MELS, mel_power, num_frames, position_generator, to_db, to_device
 
 
 def silence_logmel(batch: int, num_samples: int, *, db: bool = False,
@@ -35,6 +35,7 @@ def noise_logmel(batch: int, num_samples: int, generator: torch.Generator, *, db
 def noise_logmels(seed: int, indices, num_samples: int, *, db: bool = False,
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Noise inputs `[len(indices), 1, 257, T]` of the given samples in the evaluation pass with `seed`: sample i's
-    waveform comes from a generator seeded with (seed, i)."""
-    return torch.cat([noise_logmel(1, num_samples, position_generator(seed, int(i)), db=db, device=device)
-                      for i in indices])
+    waveform comes from a generator seeded with (seed, i); the log-mels of all of them in one pass on `device`."""
+    waves = torch.cat([torch.randn(1, 1, num_samples, generator=position_generator(seed, int(i))) for i in indices])
+    power = mel_power(to_device(waves, device))
+    return to_db(power, inplace=True) if db else power

@@ -82,7 +82,7 @@ class ReferenceLoader(LoaderBase):
         context = procs.forkserver_context("pipeline.load.reference") if workers else None
         dl = DataLoader(_EpochStream(self, plan, start), batch_size=plan.batch_size, num_workers=workers,
                         drop_last=False, prefetch_factor=2 if workers else None,
-                        pin_memory=self.device.type == "cuda", multiprocessing_context=context)
+                        pin_memory=self.device.type == "cuda" or self.pin_memory, multiprocessing_context=context)
         try:
             for image, mel, label, keys in dl:
                 yield (image.to(self.device, non_blocking=True), mel.to(self.device, non_blocking=True),

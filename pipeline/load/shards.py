@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tarfile
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Iterator
 
 import webdataset as wds
 
-from pipeline.shard.format import AUDIO_EXTS, IMAGE_EXT, META_EXT, ShardError
+from pipeline.shard.format import AUDIO_EXTS, IMAGE_EXT, META_EXT, SAMPLE_RATE, ShardError
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class EpochPlan:
 def unsafe_key(key: str) -> bool:
     """A sample key that is a path (a folder part, '..', absolute), not a plain name."""
     return "/" in key or "\\" in key or key.startswith(".") or ".." in key
+
+
+def _min_audio_samples(root: Path) -> int:
+    """The fewest audio samples a clip of the folder has, from manifest.json's `min_duration` (the sharder's floor,
+    less its 10 ms of slack); 1 where the manifest is absent, unreadable or older than that field."""
+    try:
+        seconds = float(json.loads((root / "manifest.json").read_text())["min_duration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+    return max(1, int(seconds * SAMPLE_RATE) - SAMPLE_RATE // 100)
 
 
 def _parse_index(idx: Path, tar: Path) -> tuple[list[IndexedSample], list[str], list[str]]:
@@ -119,6 +130,7 @@ class ShardSet:
     samples: list[IndexedSample]
     tar_offsets: list[int]   # global position of each tar's first sample
     unsafe: list[str]        # "tar: key" of the samples left out because their member names are paths
+    min_audio_samples: int = 1   # no sample has less audio: from the folder's manifest (`min_duration`), else 1
 
     @classmethod
     def open(cls, shard_dir_or_urls: str | os.PathLike | list, split: str) -> "ShardSet":
@@ -152,7 +164,19 @@ class ShardSet:
             samples.extend(found)
         if not any(s.usable for s in samples):
             raise ShardError(f"{where}: no {split} sample has its image, audio and json members")
-        return cls(tars=tars, indexes=indexes, samples=samples, tar_offsets=offsets, unsafe=unsafe)
+        floor = 1 if isinstance(shard_dir_or_urls, (list, tuple)) else _min_audio_samples(Path(shard_dir_or_urls))
+        return cls(tars=tars, indexes=indexes, samples=samples, tar_offsets=offsets, unsafe=unsafe,
+                   min_audio_samples=floor)
+
+    def check_audio_floor(self, window_lengths: list[int], window_samples: int) -> None:
+        """Refuse audio windows shorter than the manifest's `min_duration` allows (a window is the whole clip when
+        the clip is shorter than `window_samples`; the DALI graph tiles windows by that floor)."""
+        floor = min(self.min_audio_samples, window_samples)
+        short = min(window_lengths, default=floor)
+        if short < floor:
+            raise ShardError(f"{self.tars[0].parent}: a sample has {short} audio samples, fewer than the "
+                             f"{self.min_audio_samples} its manifest.json promises (min_duration); re-shard, or "
+                             f"remove min_duration from the manifest")
 
     def stream(self, begin: int, end: int) -> Iterator[tuple[int, dict]]:
         """(position, raw webdataset sample) of every usable sample in positions [begin, end), in stored order, read

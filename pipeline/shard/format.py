@@ -9,6 +9,7 @@ IMAGE_EXT = "jpg"              # the centre frame; with frames > 1 also `frame{k
 META_EXT = "json"
 CLASS_EXT = "cls"
 AUDIO_EXTS = ("flac", "wav")
+SAMPLE_RATE = 16000            # every clip's audio: mono at this rate
 
 
 class ShardError(UserError, ValueError):

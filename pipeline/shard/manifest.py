@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 from pipeline.common.atomic import atomic_write_json, atomic_write_text
-from pipeline.shard.format import ShardError
+from pipeline.shard.format import SAMPLE_RATE, ShardError
 
 STATE_DIR = ".state"
-SAMPLE_RATE = 16000
 
 
 def _read_json(path: Path) -> dict:
@@ -89,7 +88,7 @@ def merge(out: Path) -> dict:
               "counts": {"listed": plan["listed"], "written": written, "failed": failed, "missing": missing},
               "splits": splits, "shards": shards, "sample_rate": SAMPLE_RATE,
               "audio_format": settings["audio_format"], "frame_size": settings["frame_size"],
-              "frames": settings["frames"]}
+              "frames": settings["frames"], "min_duration": settings["min_duration"]}
     atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
     atomic_write_json(out / "manifest.json", result)
     for stale in list(out.glob(".*.tmp")) + list((out / STATE_DIR).glob(".*.tmp")):

@@ -18,9 +18,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from pipeline.shard.format import CLASS_EXT, IMAGE_EXT, META_EXT
+from pipeline.shard.format import CLASS_EXT, IMAGE_EXT, META_EXT, SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 REASONS = ("unreadable", "corrupt", "no_audio", "too_short", "no_video", "missing")
 SKIP_MARGIN = 0.5  # seconds before a wanted frame from which every frame is decoded
 # First bytes of the formats we read (mp4/mov, WAV, Matroska/WebM, JPEG, PNG): a file that starts like one but does

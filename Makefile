@@ -4,7 +4,7 @@ VENV    ?= .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow gpu-check gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTHON) -m pytest -q -m slow
+
+# on a machine with one NVIDIA GPU and a CUDA build of torch 2.11.0 (no virtualenv: that interpreter's packages)
+gpu-check:
+	PYTHON=$(or $(GPU_PYTHON),python3) WHEELS=$(WHEELS) bash scripts/gpu_check.sh
+
+# on a machine with the package registry: the wheels an offline GPU machine needs (Python 3.12), for WHEELS=wheels
+gpu-wheels: $(STAMP)
+	$(PYTHON) scripts/gpu_check.py --download wheels --python-version 3.12
 
 clean:
 	rm -rf $(VENV) demo

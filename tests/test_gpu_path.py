@@ -157,3 +157,29 @@ def test_full_graph_tiles_by_the_manifests_audio_floor(shard_dir, tmp_path):
     (lying / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match=r"lying: a sample has \d+ audio samples, fewer than the 46240"):
         _eval_tensors(lying, "full")
+
+
+def test_bench_load_runs_one_backend_on_two_devices():
+    from pipeline.bench.load import _parse_loader
+    from pipeline.common.config import ConfigError
+    assert _parse_loader("dali", "cuda") == ("dali", "cuda") and _parse_loader("dali:cpu", "cuda") == ("dali", "cpu")
+    for bad in ("dali:tpu", "baseline:cuda", "fast"):
+        with pytest.raises(ConfigError, match="unknown loader"):
+            _parse_loader(bad, "cpu")
+
+
+def test_gpu_check_refuses_a_machine_without_a_gpu(tmp_path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "gpu_check.py"), "--out", str(tmp_path / "g")],
+                       capture_output=True, text=True, timeout=120, env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""})
+    assert r.returncode == 2 and r.stderr.strip() == "error: gpu-check: no CUDA device is visible to torch"
+    assert not (tmp_path / "g").exists()
+    from importlib import util
+    spec = util.spec_from_file_location("gpu_check", root / "scripts" / "gpu_check.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pins = module.pins()   # what it installs: the project's pins, the gpu extra, pytest
+    assert "nvidia-dali-cuda130==2.4.0" in pins and any(p.startswith("cuda-toolkit") for p in pins)
+    assert any(p.startswith("pytest==") for p in pins) and "torch==2.11.0" in pins

@@ -43,6 +43,7 @@ class BenchLoadConfig:
     epochs: int = 5
     warmup: int = 1
     train: bool = True                    # training augmentation (moco_v2 + SpecAugment) in all three
+    # backend, or backend:device to run one on another device than `loader.device` (e.g. [dali:cuda, dali:cpu])
     loaders: list[str] = field(default_factory=lambda: ["dali", "reference", "baseline"])
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     seed: int = 0
@@ -80,10 +81,30 @@ def _epoch_rate(batches) -> tuple[float, float, int, float]:
     return n / (time.perf_counter() - start), (_cpu_seconds() - cpu) * 1000 / n, n, first
 
 
+def _epoch_rate_on(device: str):
+    """`_epoch_rate`, waiting for a GPU's queued work at the end of the epoch so that its time counts."""
+    def rate(batches):
+        if device != "cuda":
+            return _epoch_rate(batches)
+
+        def synced():
+            yield from batches
+            torch.cuda.synchronize()
+        return _epoch_rate(synced())
+    return rate
+
+
+def _parse_loader(name: str, default_device: str) -> tuple[str, str]:
+    backend, _, device = name.partition(":")
+    if backend not in ("dali", "reference", "baseline") or device not in ("", "cpu", "cuda") or \
+            (backend == "baseline" and device == "cuda"):
+        raise ConfigError(f"loaders: unknown loader {name!r}: choose among dali, reference, baseline, each "
+                          f"optionally with :cpu or :cuda (not the baseline)")
+    return backend, device or default_device
+
+
 def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
-    unknown = sorted(set(cfg.loaders) - {"dali", "reference", "baseline"})
-    if unknown:
-        raise ConfigError(f"loaders: unknown loader(s) {unknown}: choose among dali, reference, baseline")
+    parsed = {name: _parse_loader(name, cfg.loader.device) for name in cfg.loaders}
     out = Path(cfg.out)
     shards = ShardSet.open(cfg.shards, cfg.split)
     lc = cfg.loader
@@ -91,16 +112,16 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
         torch.set_num_threads(cfg.torch_threads)
     load_before = os.getloadavg()
     loaders = {}
-    for name in cfg.loaders:
-        if name == "baseline":
+    for name, (backend, device) in parsed.items():
+        if backend == "baseline":
             items = extract_clips(shards, out / "clips", progress=progress)
             loaders[name] = build_baseline(out / "clips", items, batch_size=lc.batch_size, image_size=lc.image_size,
                                            train=cfg.train, window_seconds=lc.window_seconds,
                                            clip_seconds=lc.clip_seconds, audio_window=lc.audio_window,
                                            workers=lc.workers)
         else:
-            loaders[name] = build_loader(LoaderConfig(**{**vars(lc), "backend": name}), cfg.shards,
-                                         split=cfg.split, train=cfg.train, seed=cfg.seed)
+            loaders[name] = build_loader(LoaderConfig(**{**vars(lc), "backend": backend, "device": device}),
+                                         cfg.shards, split=cfg.split, train=cfg.train, seed=cfg.seed)
     rates = {name: [] for name in loaders}
     cpu_ms = {name: [] for name in loaders}
     first = {name: [] for name in loaders}
@@ -109,7 +130,7 @@ def run(cfg: BenchLoadConfig, progress: bool = True) -> dict:
         for name, loader in loaders.items():   # one epoch of each in turn: a drifting machine hits them alike
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(e)
-            rate, ms, samples[name], latency = _epoch_rate(loader)
+            rate, ms, samples[name], latency = _epoch_rate_on(parsed[name][1])(loader)
             if e >= cfg.warmup:
                 rates[name].append(rate)
                 cpu_ms[name].append(ms)

@@ -113,6 +113,14 @@ def test_spec_augment_statistics():
     # masking the log-mel with the dB floor gives the same values as masking the power before dB
     assert torch.equal(F.apply_masks(F.to_db(power), masks, fill=F.DB_FLOOR), F.to_db(out))
     assert torch.all(power == 1)
+    # a time mask wider than the input (a 1 s log-mel has 67 frames, the width is drawn up to 179) starts before
+    # frame 0: torchaudio's comparison (arange >= start) & (arange < start + width) masks frames 0..start+width-1,
+    # not a slice from the end
+    short = F.apply_masks(torch.ones(2, 1, 257, 67), torch.tensor([[-20, 80, 0, 0], [-5, 3, 250, 10]]))
+    assert torch.all(short[0, 0, :, :60] == 0) and torch.all(short[0, 0, :, 60:] == 1)
+    assert torch.all(short[1, 0, :250] == 1) and torch.all(short[1, 0, 250:] == 0)
+    masks = F.spec_augment_params(4000, 67, torch.Generator().manual_seed(1))
+    assert int(masks[:, 0].min()) < 0                      # such starts are drawn
 
 
 def test_negatives_and_db_switch():

@@ -123,14 +123,13 @@ def eval_batch(images: list[torch.Tensor], size: int) -> torch.Tensor:
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, img in enumerate(images):
         groups.setdefault(tuple(img.shape), []).append(i)
-    parts = [v2.functional.resize(torch.stack([images[i] for i in idx]).permute(0, 3, 1, 2).float(), [size, size],
-                                  interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    transform = eval_transform(size)      # on a batch of equal-sized frames: each one's values, as one call
+    parts = [transform(torch.stack([images[i] for i in idx]).permute(0, 3, 1, 2)).as_subclass(torch.Tensor)
              for idx in groups.values()]
-    resized = parts[0] if len(parts) == 1 else torch.cat(parts)
-    if len(parts) > 1:       # back to the batch's order
-        order = torch.tensor([i for idx in groups.values() for i in idx])
-        resized = resized[to_device(torch.argsort(order), resized.device)]
-    return normalize(resized)
+    if len(parts) == 1:
+        return parts[0]
+    order = torch.tensor([i for idx in groups.values() for i in idx])     # back to the batch's order
+    return torch.cat(parts)[to_device(torch.argsort(order), parts[0].device)]
 
 
 def eval_transform(size: int) -> v2.Compose:
@@ -140,12 +139,6 @@ def eval_transform(size: int) -> v2.Compose:
         v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
-
-
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """0-255 images `[B, 3, H, W]` (any float or uint8) -> ImageNet-normalized float32, in one op per step."""
-    _, _, _, mean, std = _constants(image.device)
-    return (image.float() - mean[:, None, None]) / std[:, None, None]
 
 
 def image_transform(size: int, train: bool) -> v2.Compose:

@@ -84,16 +84,18 @@ def _coin(p: float):
     return fn.cast(fn.random.coin_flip(probability=p), dtype=types.FLOAT)
 
 
-def _image_draws(flip):
+def _image_draws():
     """moco_v2's draws per sample `[augment.DRAWS]` (brightness, contrast, saturation, hue in turns, grayscale 0/1,
     blur sigma, flip 0/1): jitter with p 0.8 (factors U(0.6, 1.4), hue U(-0.1, 0.1)), otherwise identity;
-    grayscale with p 0.2; blur with p 0.5 (sigma U(0.1, 2)), otherwise sigma 0; `flip`, drawn with p 0.5.
-    The torch side applies them (`augment.train_batch` or `augment.blur_jitter_normalize`)."""
+    grayscale with p 0.2; blur with p 0.5 (sigma U(0.1, 2)), otherwise sigma 0; flip with p 0.5 (also returned as
+    an integer, for the full graph's flip). The torch side applies the rest (`augment.train_batch` or
+    `augment.blur_jitter_normalize`)."""
     on, gray, blur = _coin(augment.JITTER_P), _coin(augment.GRAY_P), _coin(augment.BLUR_P)
     b, c, s, h = augment.JITTER
-    return fn.stack(1.0 + on * _uniform(-b, b), 1.0 + on * _uniform(-c, c), 1.0 + on * _uniform(-s, s),
-                    on * _uniform(-h, h), gray, blur * _uniform(*augment.BLUR_SIGMA),
-                    fn.cast(flip, dtype=types.FLOAT))
+    factors = [1.0 + on * _uniform(-b, b), 1.0 + on * _uniform(-c, c), 1.0 + on * _uniform(-s, s),
+               on * _uniform(-h, h), gray, blur * _uniform(*augment.BLUR_SIGMA)]
+    flip = fn.random.coin_flip(probability=augment.FLIP_P)     # drawn last, as it always was: same streams
+    return fn.stack(*factors, fn.cast(flip, dtype=types.FLOAT)), flip
 
 
 def _power_spectrogram(wave, length, *, input_samples: int, doublings: int, device: str):
@@ -125,8 +127,7 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
         lo, hi = augment.CROP_SCALE
         img = fn.decoders.image_random_crop(jpg, device=decode_device, output_type=types.RGB, random_area=[lo, hi],
                                             random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10)
-        flip = fn.random.coin_flip(probability=augment.FLIP_P)
-        draws = _image_draws(flip)
+        draws, flip = _image_draws()
         if full:   # RandomResizedCrop's resize (bilinear, antialias, uint8 out), then the flip
             img = fn.resize(img, device=device, resize_x=image_size, resize_y=image_size,
                             interp_type=types.INTERP_LINEAR, antialias=True)

@@ -3,7 +3,7 @@ tensors: `python -m trainer.bench [--config FILE] [--batch 32] [--precision bf16
 
 Measures samples/s over `--steps` timed optimizer steps after `--warmup` untimed ones, on CUDA when available, else
 the CPU. Unless `--no-baseline`, the SSL-TIE-style loop is measured beside it: fp32, eager, contiguous tensors and
-the audio encoded once per view (SSL-TIE's code calls the whole model on each view). Data loading is not included
+the audio encoded once per view (SSL-TIE's code calls the whole model on each view), Adam unfused. Data loading is not included
 (`python -m pipeline.bench load` measures the loaders). Prints a table and, with `--json`, writes the rows.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def measure(cfg: TrainConfig, batch: int, image_size: int, frames: int, steps: int, warmup: int,
-            device: torch.device) -> dict:
-    """samples/s of `steps` optimizer steps of `cfg`'s objective at `batch` samples on `device`."""
+            device: torch.device, fused: bool = True) -> dict:
+    """samples/s of `steps` optimizer steps of `cfg`'s objective at `batch` samples on `device` (Adam fused, as the
+    trainer's, unless `fused` is False, as SSL-TIE's)."""
     torch.manual_seed(cfg.seed)
     model = AVENet(cfg.model).to(device)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -37,7 +38,7 @@ def measure(cfg: TrainConfig, batch: int, image_size: int, frames: int, steps: i
         model.audnet.compile()
     objective = Objective(model, cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=fused)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     image = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(memory_format=mf)
     logmel = (torch.randn(batch, 1, 257, frames, device=device) * 20 - 30).contiguous(memory_format=mf)
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("this", cfg)] + ([] if args.no_baseline else [("ssl-tie baseline", baseline_of(cfg))])
     rows = []
     for name, c in runs:
-        row = {"run": name, **measure(c, args.batch, args.image_size, args.frames, args.steps, args.warmup, device)}
+        row = {"run": name, **measure(c, args.batch, args.image_size, args.frames, args.steps, args.warmup, device,
+                                      fused=name == "this")}
         rows.append(row)
         print(f"{name:18s} {row['device']} precision={row['precision']} channels_last={row['channels_last']} "
               f"compile={row['compile']} audio_once={row['encode_audio_once']} batch={row['batch']} "

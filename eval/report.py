@@ -1,10 +1,12 @@
 """Reports: the paper's Tables 1-4 as Markdown and CSV (one row per evaluated checkpoint, several side by side) and
 the figures (Fig. 1: distributions of per-sample map maxima with tau_U; Fig. 2: thresholded maps over images).
 
-`python -m eval.report results/A results/B ... --out report/ [--paper]`
+`python -m eval.report results/A results/B ... --out report/ [--paper] [--mixed-coverage]`
 Each results folder is what `eval.run` writes (metrics.json + maps.zarr). Rows are grouped by test set in the paper's
 order (VGG-SS, IS3, IS3+, S4), then in the order given; `--paper` adds the paper's published SSL-TIE and SSL-SaN rows
-(`eval.paper`) after the measured rows of each test set; Table 4 shows each row's S, N, L_S, L_N switches.
+(`eval.paper`) after the measured rows of each test set; Table 4 shows each row's S, N, L_S, L_N switches. Every row
+states its coverage (samples scored / annotated); rows of one test set that scored different samples are refused
+unless `--mixed-coverage`.
 Writes OUT/tables.md, OUT/tables.csv (long format: table, testset, model, column, value), OUT/maxima.png and
 OUT/overlays_{testset}_{model}.png.
 `eval.run` and `eval.rescore` call `write_report([results], results)` for a single run.
@@ -75,6 +77,14 @@ class Result:
     def metrics(self) -> dict:
         return self.info["metrics"]
 
+    @property
+    def coverage(self) -> str:
+        """`scored/annotated` samples, e.g. `4,911/5,158` ("—" for the paper's rows)."""
+        cov = self.info.get("coverage") or {}
+        if self.published or cov.get("scored") is None:
+            return "—"
+        return f"{cov['scored']:,}/{cov['annotated']:,}"
+
     def store(self) -> Store:
         """The maps beside metrics.json, or where a rescore into another folder says they are."""
         if self.loaded is not None:
@@ -137,14 +147,15 @@ def tables(results: list[Result]) -> tuple[str, str]:
     for key, (title, cols) in TABLES.items():
         extra = list(SWITCHES) if key == "table4" else []
         headers = extra + [f"{h} {_arrow(h)}" for h, _ in cols]
-        md += [f"## {title}", "", "| Test set | Model | " + " | ".join(headers) + " |",
-               "|---|---|" + ":---:|" * len(extra) + "---:|" * len(cols)]
+        md += [f"## {title}", "", "| Test set | Model | Samples | " + " | ".join(headers) + " |",
+               "|---|---|---:|" + ":---:|" * len(extra) + "---:|" * len(cols)]
         for r in results:
             if r.published and not r.metrics["tables"].get(key):
                 continue
             values = [lookup(r.metrics, f"tables.{key}.{k}") for _, k in cols]
             cells = (_switches(r) if extra else []) + [_fmt(v, h) for v, (h, _) in zip(values, cols)]
-            md.append(f"| {TESTSET_TITLES.get(r.testset, r.testset)} | {r.model} | " + " | ".join(cells) + " |")
+            md.append(f"| {TESTSET_TITLES.get(r.testset, r.testset)} | {r.model} | {r.coverage} | "
+                      + " | ".join(cells) + " |")
             for h, cell in zip(extra, _switches(r) if extra else []):
                 w.writerow([key, r.testset, r.model, h, "1" if cell else "0"])
             for v, (h, _) in zip(values, cols):
@@ -156,6 +167,7 @@ def tables(results: list[Result]) -> tuple[str, str]:
         source = r.info.get("calibration") or "this test set's negatives"
         md.append(f"- {TESTSET_TITLES.get(r.testset, r.testset)} / {r.model}: {_fmt(tau, 'tau_U')} (from {source})")
         w.writerow(["thresholds", r.testset, r.model, "tau_U", "" if tau is None else repr(tau)])
+        w.writerow(["coverage", r.testset, r.model, "samples", r.coverage])
     return "\n".join(md) + "\n", buf.getvalue()
 
 
@@ -225,10 +237,30 @@ def write_report(paths: list[str | Path], out: str | Path, paper: bool = False) 
     return report_results([load_result(p) for p in paths], out, paper)
 
 
-def report_results(results: list[Result], out: str | Path, paper: bool = False) -> Path:
-    """Tables and figures of `results` in the existing folder `out`."""
+def check_coverage(results: list[Result]) -> None:
+    """Refuse measured rows of one test set that scored different samples (another subset, missing files): their
+    numbers are not comparable side by side."""
+    by_set: dict[str, list[Result]] = {}
+    for r in results:
+        if not r.published:
+            by_set.setdefault(r.testset, []).append(r)
+    for testset, rows in by_set.items():
+        digests = [(r.info.get("coverage") or {}).get("keys_sha256") for r in rows]
+        same = len(set(digests)) == 1 if all(digests) else len({r.coverage for r in rows}) == 1  # older: counts
+        if not same:
+            listed = ", ".join(f"{r.model} {r.coverage}" for r in rows)
+            raise EvalError(f"{TESTSET_TITLES.get(testset, testset)}: the rows score different samples ({listed}); "
+                            f"evaluate them on the same subset, or add --mixed-coverage to put them side by side")
+
+
+def report_results(results: list[Result], out: str | Path, paper: bool = False,
+                   mixed_coverage: bool = False) -> Path:
+    """Tables and figures of `results` in the existing folder `out` (rows of one test set must score the same
+    samples unless `mixed_coverage`)."""
     if not results:
         raise EvalError("give at least one results folder")
+    if not mixed_coverage:
+        check_coverage(results)
     out = Path(out)
     md, table_csv = tables(results + (paper_results(r.testset for r in results) if paper else []))
     atomic_write_text(out / "tables.md", "# SSL-SaN evaluation\n\n" + md)
@@ -245,11 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", nargs="+", help="results folders written by eval.run")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--paper", action="store_true", help="add the paper's SSL-TIE and SSL-SaN rows for comparison")
+    ap.add_argument("--mixed-coverage", action="store_true",
+                    help="put rows of one test set side by side even when they scored different samples")
     args = ap.parse_intermixed_args(argv)
     results = [load_result(p) for p in args.results]
+    if not args.mixed_coverage:
+        check_coverage(results)                 # before anything is written
     out = Path(args.out)
     with replacing(out, REPORT_FILES) as stage:
-        report_results(results, stage, paper=args.paper)
+        report_results(results, stage, paper=args.paper, mixed_coverage=True)
     print(f"wrote {out / 'tables.md'}")
     return 0
 

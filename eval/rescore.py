@@ -46,7 +46,18 @@ def score_store(store: Store, cfg) -> dict:
             "data": attrs.get("data"), "samples": attrs.get("num_samples"), "seeds": attrs.get("seeds"),
             "gt_kind": attrs.get("gt_kind"), "audio_seconds": attrs.get("audio_seconds"),
             "train_san": attrs.get("train_san"), "testset_notes": attrs.get("notes"),
+            "coverage": coverage_of(attrs),
             "image_embedding": cfg.image_embedding, "calibration": cfg.calibration or None, "metrics": metrics}
+
+
+def coverage_of(attrs: dict) -> dict:
+    """The store's coverage (eval.testsets._select): scored / annotated samples, subset, missing, keys digest; a
+    store written before coverage was recorded scored every annotated sample."""
+    cov = (attrs.get("notes") or {}).get("coverage")
+    if cov:
+        return cov
+    n = attrs.get("num_samples")
+    return {"scored": n, "annotated": n, "missing": 0, "subset": None, "keys_sha256": None}
 
 
 def score_into(results: Path, cfg, out: Path, store_beside: bool) -> None:

@@ -165,7 +165,8 @@ def run(cfg: EvalConfig) -> Path:
             raise EvalError(f"--{key} is required")
     if cfg.testset not in TESTSETS:
         raise EvalError(f"unknown test set {cfg.testset!r}; choose one of {list(TESTSETS)}")
-    testset = read_testset(cfg.testset, cfg.data, gt=cfg.gt)
+    testset = read_testset(cfg.testset, cfg.data, gt=cfg.gt, subset=cfg.subset or None,
+                           allow_missing=cfg.allow_missing)
     try:
         model, train_cfg = load_model(cfg.ckpt)
     except CheckpointError:
@@ -194,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="YAML file of EvalConfig options")
     for f in ("ckpt", "testset", "data", "out", "name"):
         ap.add_argument(f"--{f}")
+    ap.add_argument("--subset", help="file of the sample (or image group) ids to score, one per line")
+    ap.add_argument("--allow-missing", action="store_true", default=None,
+                    help="score the samples whose files are on disk (default: refuse, counting the missing ones)")
     ap.add_argument("overrides", nargs="*", help="key=value options of EvalConfig")
     args = ap.parse_intermixed_args(argv)
     cfg = load_config(EvalConfig, args.config, args.overrides)
-    flags = {f: getattr(args, f) for f in ("ckpt", "testset", "data", "out", "name") if getattr(args, f) is not None}
+    names = ("ckpt", "testset", "data", "out", "name", "subset", "allow_missing")
+    flags = {f: getattr(args, f) for f in names if getattr(args, f) is not None}
     path = run(dataclasses.replace(cfg, **flags))
     print(f"wrote {path}")
     return 0

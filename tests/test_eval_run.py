@@ -178,7 +178,48 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_ckpt, capsys):
     assert rc == 2 and err.startswith(f"error: {data / 'frames' / 'eeeeeeeeeee_000050.jpg'}: cannot read image")
     (data / "audio" / "ccccccccccc_000000.wav").unlink()
     rc, err = _cli(["--ckpt", str(tiny_ckpt)] + base, capsys)
-    assert rc == 2 and "ccccccccccc_000000.wav: missing file" in err
+    assert rc == 2 and err == (f"error: {data}: 1 of 5 vggss samples have missing files (first: "
+                               f"{data / 'audio' / 'ccccccccccc_000000.wav'}); --allow-missing scores the 4 that "
+                               f"are there")
+
+
+def test_coverage_subset_and_missing_files_in_every_row(tmp_path, tiny_ckpt, capsys):
+    import json
+
+    from eval.report import main as report_main
+    from pipeline.common.cli import run_cli
+    from tests.eval_fixtures import make_vggss
+    data = make_vggss(tmp_path / "vggss")
+    (data / "audio" / "ccccccccccc_000000.wav").unlink()
+    fast = ["num_workers=0", "seeds=[1]", "batch_size=2"]
+    common = ["--ckpt", str(tiny_ckpt), "--testset", "vggss", "--data", str(data)] + fast
+    rc, _ = _cli(common + ["--out", str(tmp_path / "all"), "--name", "all", "--allow-missing"], capsys)
+    assert rc == 0
+    info = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    cov = info["coverage"]
+    assert (cov["scored"], cov["annotated"], cov["missing"], cov["subset"]) == (4, 5, 1, None)
+    assert info["samples"] == 4 and "| VGG-SS | all | 4/5 |" in (tmp_path / "all" / "tables.md").read_text()
+    subset = tmp_path / "ssl_tie_list.txt"
+    subset.write_text("# ids, as SSL-TIE's test_vggss_4911.txt\n-aaaaaaaaaa_000010\nbbbbbbbbbbb_000030\n\n")
+    rc, _ = _cli(common + ["--out", str(tmp_path / "two"), "--name", "two", "--subset", str(subset)], capsys)
+    assert rc == 0
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["coverage"]["scored"] == 2 and two["coverage"]["subset"] == str(subset.resolve())
+    assert "| VGG-SS | two | 2/5 |" in (tmp_path / "two" / "tables.md").read_text()
+    # rows that scored different samples are not put side by side unless asked
+    rc = run_cli(report_main, [str(tmp_path / "all"), str(tmp_path / "two"), "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == ("error: VGG-SS: the rows score different samples (all 4/5, two 2/5); evaluate them "
+                               "on the same subset, or add --mixed-coverage to put them side by side")
+    assert not (tmp_path / "report").exists()
+    assert run_cli(report_main, [str(tmp_path / "all"), str(tmp_path / "two"), "--out", str(tmp_path / "report"),
+                                 "--mixed-coverage"]) == 0
+    md = (tmp_path / "report" / "tables.md").read_text()
+    assert "| VGG-SS | all | 4/5 |" in md and "| VGG-SS | two | 2/5 |" in md
+    subset.write_text("-aaaaaaaaaa_000010\nzzzzzzzzzzz_000000\n")
+    rc, err = _cli(common + ["--out", str(tmp_path / "bad"), "--subset", str(subset)], capsys)
+    assert rc == 2 and err == (f"error: {subset}: 1 of its 2 ids are not in the vggss annotations (first: "
+                               f"'zzzzzzzzzzz_000000')")
 
 
 def test_s4_uses_five_seconds_and_one_audio_per_video(tmp_path, tiny_model):

@@ -51,15 +51,16 @@ def test_tables_side_by_side_in_paper_layout(results, tmp_path):
     t2 = md.split("## Table 2")[1].split("## Table 3")[0]
     header = [line for line in t2.splitlines() if line.startswith("| Test set")][0]
     marked = [f"{h} {'↓' if 'pIA' in h else '↑'}" for h, _ in TABLE2]
-    assert header == "| Test set | Model | " + " | ".join(marked) + " |"
+    assert header == "| Test set | Model | Samples | " + " | ".join(marked) + " |"
     rows = [line for line in t2.splitlines() if line.startswith("| ") and not line.startswith("| Test set")]
     # grouped by test set in the paper's order (VGG-SS before IS3), the given order inside a group
     assert [r.split(" | ")[:2] for r in rows] == [["| VGG-SS", "SSL-SaN"], ["| VGG-SS", "SSL-TIE"],
                                                    ["| IS3", "SSL-SaN"]]
     metrics = json.loads((results[1] / "metrics.json").read_text())["metrics"]
-    assert f"{metrics['tables']['table2']['cIoU_Adap']:.2f}" == rows[0].split(" | ")[3]
+    assert f"{metrics['tables']['table2']['cIoU_Adap']:.2f}" == rows[0].split(" | ")[4]
+    assert rows[0].split(" | ")[2] == "5/5" and rows[2].split(" | ")[2] == "8/8"      # every sample of each set
     t4 = md.split("## Table 4")[1]
-    assert "| VGG-SS | SSL-SaN | ✓ |  | ✓ |  |" in t4 and "| VGG-SS | SSL-TIE |  |  |  |  |" in t4
+    assert "| VGG-SS | SSL-SaN | 5/5 | ✓ |  | ✓ |  |" in t4 and "| VGG-SS | SSL-TIE | 5/5 |  |  |  |  |" in t4
     assert "| I→A P@1 ↑ | I→A P@5 ↑ |" in md.split("## Table 3")[1]
     assert "| Magnitude ↓ | Alignment ↑ |" in md
     lines = list(csv.DictReader(io.StringIO((out / "tables.csv").read_text())))
@@ -94,8 +95,8 @@ def test_paper_rows_beside_measured_ones(results, tmp_path):
     t2 = md.split("## Table 2")[1].split("## Table 3")[0]
     rows = [r.split(" | ")[1] for r in t2.splitlines() if r.startswith("| ") and not r.startswith("| Test set")]
     assert rows == ["SSL-SaN", "SSL-TIE (paper)", "SSL-SaN (paper)", "SSL-SaN", "SSL-TIE (paper)", "SSL-SaN (paper)"]
-    assert "| VGG-SS | SSL-SaN (paper) | 29.61 | 52.74 | 29.97 | 48.66 | 0.01 | 99.99 | 0.00 | 100.00 | 1.72 | 98.17 " \
-           "| 45.63 | 46.05 |" in t2
-    assert "| IS3 | SSL-TIE (paper) | 0.98 | 0.28 | -0.0530 |" in md
+    assert "| VGG-SS | SSL-SaN (paper) | — | 29.61 | 52.74 | 29.97 | 48.66 | 0.01 | 99.99 | 0.00 | 100.00 | 1.72 " \
+           "| 98.17 | 45.63 | 46.05 |" in t2
+    assert "| IS3 | SSL-TIE (paper) | — | 0.98 | 0.28 | -0.0530 |" in md
     t3 = md.split("## Table 3")[1].split("## Table 4")[0]
-    assert "| VGG-SS | SSL-TIE (paper) | 16.25 |" in t3 and "| IS3 | SSL-TIE (paper)" not in t3   # not in the paper
+    assert "| VGG-SS | SSL-TIE (paper) | — | 16.25 |" in t3 and "| IS3 | SSL-TIE (paper)" not in t3   # not in the paper

@@ -12,7 +12,7 @@ from eval.offscreen import OFFSCREEN_SEEDS, offscreen_choice
 from eval.testsets import boxes_to_gt, read_testset
 from pipeline.common.cli import run_cli
 from pipeline.load.negatives import noise_logmels, silence_logmel
-from tests.eval_fixtures import make_is3, make_s4, make_vggss
+from tests.eval_fixtures import VGGSS_RECORDS, make_is3, make_s4, make_vggss
 
 
 def test_vggss_union_of_boxes_and_clipped_corrupt_boxes(tmp_path):
@@ -35,14 +35,20 @@ def test_vggss_union_of_boxes_and_clipped_corrupt_boxes(tmp_path):
     assert ts.samples[4].boxes == ((22, 44, 67, 89),)
     # a clip whose only box is degenerate stays, with an empty ground truth, and is reported
     assert ts.gt(3).sum() == 0
-    assert ts.notes == {"degenerate_boxes": 2, "empty_gt": ["ddddddddddd_000040"]}
+    assert {k: ts.notes[k] for k in ("degenerate_boxes", "empty_gt")} == \
+        {"degenerate_boxes": 2, "empty_gt": ["ddddddddddd_000040"]}
 
 
 def test_vggss_bad_inputs_name_the_file(tmp_path):
     root = make_vggss(tmp_path / "v")
     (root / "frames" / "bbbbbbbbbbb_000030.jpg").unlink()
-    with pytest.raises(EvalError, match="bbbbbbbbbbb_000030.jpg: missing file"):
+    with pytest.raises(EvalError, match=r"1 of 5 vggss samples have missing files \(first: .*bbbbbbbbbbb_000030.jpg\); "
+                                        r"--allow-missing scores the 4 that are there"):
         read_testset("vggss", root)
+    kept = read_testset("vggss", root, allow_missing=True)
+    assert "bbbbbbbbbbb_000030" not in kept.keys and len(kept) == 4
+    assert {k: kept.notes["coverage"][k] for k in ("scored", "annotated", "missing")} == \
+        {"scored": 4, "annotated": 5, "missing": 1}
     (root / "vggss.json").write_text("[{\"file\": 1}")
     with pytest.raises(EvalError, match="vggss.json: not valid JSON"):
         read_testset("vggss", root)
@@ -50,7 +56,8 @@ def test_vggss_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(EvalError, match="record 0: a box must be 4"):
         read_testset("vggss", root)
     (root / "vggss.json").unlink()
-    with pytest.raises(EvalError, match="vggss.json: annotation file not found"):
+    with pytest.raises(EvalError, match=r"vggss.json: annotation file not found \(also looked for "
+                                        r"annotations.json, vggss_annotations.json\)"):
         read_testset("vggss", root)
     with pytest.raises(EvalError, match="test set folder not found"):
         read_testset("vggss", tmp_path / "nowhere")
@@ -210,3 +217,64 @@ def test_readers_and_is3plus_on_the_synthetic_corpus(synth_corpus, tmp_path):
     choice = offscreen_choice(plus)
     assert all(not {t.label for t in plus.samples if t.group == s.group} & {plus.labels[j] for j in choice[:, i]}
                for i, s in enumerate(plus.samples))
+
+
+def test_annotation_files_under_the_names_the_public_code_uses(tmp_path):
+    root = make_vggss(tmp_path / "v")
+    keys = read_testset("vggss", root).keys
+    for name in ("annotations.json", "vggss_annotations.json"):
+        (root / "vggss.json").rename(root / name)
+        assert read_testset("vggss", root).keys == keys
+        (root / name).rename(root / "vggss.json")
+    (root / "annotations.json").write_text((root / "vggss.json").read_text())    # the same list twice: fine
+    assert read_testset("vggss", root).keys == keys
+    (root / "annotations.json").write_text(json.dumps(VGGSS_RECORDS[:2]))
+    with pytest.raises(EvalError, match="vggss.json and annotations.json are both here and differ"):
+        read_testset("vggss", root)
+    is3 = make_is3(tmp_path / "is3")
+    labels = read_testset("is3", is3).labels
+    (is3 / "IS3_annotation.json").rename(is3 / "synthetic3240_bbox.json")      # SSL-Align's name
+    (is3 / "audio_wav").rename(is3 / "audio_waw")                              # its README's spelling
+    ts = read_testset("is3", is3)
+    assert ts.labels == labels and all(s.audio.parent.name == "audio_waw" and s.audio.is_file() for s in ts.samples)
+
+
+def test_offscreen_audio_is_never_of_a_class_visible_in_the_frame(tmp_path):
+    records = [dict(r, visible=[r["class"], "cat meowing"] if i % 2 == 0 else [r["class"]])
+               for i, r in enumerate(VGGSS_RECORDS)]
+    ts = read_testset("vggss", make_vggss(tmp_path / "v", records))
+    assert ts.samples[0].visible == ("cat meowing", "dog barking") and ts.samples[1].visible == ("cat meowing",)
+    choice = offscreen_choice(ts, seeds=tuple(range(50)))
+    labels = np.array(ts.labels)
+    for i, s in enumerate(ts.samples):
+        drawn = set(labels[choice[:, i]])
+        assert not drawn & (set(s.visible) | {s.label})
+    # sample 0 (dog barking, a cat visible) can only hear the tambourine; sample 2 likewise
+    assert set(labels[choice[:, 0]]) == set(labels[choice[:, 2]]) == {"playing tambourine"}
+    bad = [dict(VGGSS_RECORDS[0], visible="dog barking")] + VGGSS_RECORDS[1:]
+    with pytest.raises(EvalError, match="record 0: visible must be a list of class names"):
+        read_testset("vggss", make_vggss(tmp_path / "w", bad))
+
+
+def test_the_synthetic_test_sets_record_what_is_visible(synth_corpus):
+    sets = synth_corpus / "testsets"
+    for name in ("vggss", "s4"):
+        ts = read_testset(name, sets / name)
+        assert all(s.label in s.visible or not s.boxes and name == "vggss" for s in ts.samples)
+        with_distractor = [i for i, s in enumerate(ts.samples) if set(s.visible) - {s.label}]
+        assert with_distractor                          # the corpus puts other classes' objects in frames
+        choice = offscreen_choice(ts)
+        labels = np.array(ts.labels)
+        for i in with_distractor:
+            assert not set(labels[choice[:, i]]) & set(ts.samples[i].visible)
+
+
+def test_subset_keeps_samples_or_whole_groups(tmp_path):
+    s4 = make_s4(tmp_path / "s4")
+    listed = tmp_path / "videos.txt"
+    listed.write_text("vid_B-0002\nvid_C-0003_2  # one frame of another video\n")
+    ts = read_testset("s4", s4, subset=listed)
+    assert ts.keys == [f"vid_B-0002_{k}" for k in range(1, 6)] + ["vid_C-0003_2"]
+    assert ts.notes["coverage"]["scored"] == 6 and ts.notes["coverage"]["annotated"] == 20
+    full = read_testset("s4", s4).notes["coverage"]
+    assert full["scored"] == full["annotated"] == 20 and full["keys_sha256"] != ts.notes["coverage"]["keys_sha256"]

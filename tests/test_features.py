@@ -116,9 +116,12 @@ def test_spec_augment_statistics():
     # a time mask wider than the input (a 1 s log-mel has 67 frames, the width is drawn up to 179) starts before
     # frame 0: torchaudio's comparison (arange >= start) & (arange < start + width) masks frames 0..start+width-1,
     # not a slice from the end
-    short = F.apply_masks(torch.ones(2, 1, 257, 67), torch.tensor([[-20, 80, 0, 0], [-5, 3, 250, 10]]))
-    assert torch.all(short[0, 0, :, :60] == 0) and torch.all(short[0, 0, :, 60:] == 1)
-    assert torch.all(short[1, 0, :250] == 1) and torch.all(short[1, 0, 250:] == 0)
+    for batched in (False, True):           # the CPU's per-sample slices and the GPU's batched comparison
+        short = F.apply_masks(torch.ones(2, 1, 257, 67), torch.tensor([[-20, 80, 0, 0], [-5, 3, 250, 10]]),
+                              batched=batched)
+        assert torch.all(short[0, 0, :, :60] == 0) and torch.all(short[0, 0, :, 60:] == 1)
+        assert torch.all(short[1, 0, :250] == 1) and torch.all(short[1, 0, 250:] == 0)
+        assert torch.equal(F.apply_masks(power, masks, batched=batched), out)
     masks = F.spec_augment_params(4000, 67, torch.Generator().manual_seed(1))
     assert int(masks[:, 0].min()) < 0                      # such starts are drawn
 

@@ -56,7 +56,8 @@ def _loader_side(out: dict, train: bool) -> list[str]:
     with OpCount() as count:
         image, mel, metas = full_tensors(out, train, 32, torch.device("cpu"))
         if train:
-            features.spec_augment(mel, features.position_generator(1, 0, 0, 0), inplace=True, fill=features.DB_FLOOR)
+            features.spec_augment(mel, features.position_generator(1, 0, 0, 0), inplace=True, fill=features.DB_FLOOR,
+                                  batched=True)   # what a GPU tensor takes
     assert image.shape == (len(metas), 3, 32, 32) and mel.shape == (len(metas), 1, 257, out["audio"].shape[-1])
     return count.ops
 

@@ -232,14 +232,26 @@ def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return x.pin_memory().to(device, non_blocking=True)
 
 
-def apply_masks(power: torch.Tensor, masks: torch.Tensor, *, inplace: bool = False, fill: float = 0.0) -> torch.Tensor:
+def apply_masks(power: torch.Tensor, masks: torch.Tensor, *, inplace: bool = False, fill: float = 0.0,
+                batched: bool | None = None) -> torch.Tensor:
     """Set the masked time columns and mel rows of `[B, ..., F, T]` mel power to `fill` (a new tensor, or `power`
     itself with `inplace`). SpecAugment zeroes mel power before dB; on a log-mel, `fill` DB_FLOOR gives the same
-    values (to_db(0) is DB_FLOOR).
+    values (to_db(0) is DB_FLOOR). A mask covers [start, start + width) clipped to the input, as torchaudio's
+    mask_along_axis compares positions (a start below 0, drawn when a mask is wider than the input, is not wrapped).
 
-    The whole batch at once, whatever its size: the masks become two broadcast boolean tensors (`[B, ..., 1, T]`
-    and `[B, ..., F, 1]`) compared on the device, so nothing waits on the host and nothing loops over samples."""
+    `batched` (default: on any device but the CPU) masks the whole batch at once: two broadcast boolean tensors
+    compared on the device, so nothing waits for the host and the ops do not grow with the batch. On the CPU, where
+    those two passes over the whole batch cost more than the masks, each sample's masked slices are set instead."""
     out = power if inplace else power.clone()
+    if batched is None:
+        batched = out.device.type != "cpu"
+    if not batched:
+        for i, (ts, tw, fs, fw) in enumerate(masks.tolist()):
+            if tw > 0 and ts + tw > 0:
+                out[i, ..., max(ts, 0):ts + tw] = fill
+            if fw > 0 and fs + fw > 0:
+                out[i, ..., max(fs, 0):fs + fw, :] = fill
+        return out
     b, f, t = out.shape[0], out.shape[-2], out.shape[-1]
     m = to_device(masks.to(torch.int64), out.device)
     lead = (b,) + (1,) * (out.dim() - 3)
@@ -252,11 +264,11 @@ def apply_masks(power: torch.Tensor, masks: torch.Tensor, *, inplace: bool = Fal
 
 
 def spec_augment(power: torch.Tensor, generator: torch.Generator | None = None, *, inplace: bool = False,
-                 fill: float = 0.0, **kw) -> torch.Tensor:
+                 fill: float = 0.0, batched: bool | None = None, **kw) -> torch.Tensor:
     """SpecAugment on a batch of mel power `[B, ..., 257, T]` (before dB; on a log-mel with `fill` DB_FLOOR), one
-    draw per sample."""
+    draw per sample (`apply_masks`)."""
     masks = spec_augment_params(power.shape[0], power.shape[-1], generator, **kw)
-    return apply_masks(power, masks, inplace=inplace, fill=fill)
+    return apply_masks(power, masks, inplace=inplace, fill=fill, batched=batched)
 
 
 def mix_seed(seed: int, *parts: int) -> int:

@@ -33,7 +33,7 @@ CROP_SCALE = (0.3, 1.0)
 FLIP_P = 0.5
 LUMA = (0.299, 0.587, 0.114)            # torchvision's rgb_to_grayscale weights (ITU-R 601), also YIQ's Y row
 _RGB_TO_YIQ = (LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
-_CONSTANTS: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
+_CONSTANTS: dict[tuple[str, str], tuple] = {}
 
 
 def _constants(device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -192,13 +192,13 @@ def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor, chunk: int |
     draws = draws.to(dev)
     sigma = draws[:, 5]
     luma, _, _, mean, std = _constants(dev)
+    bounds = _clip_bounds()
     # float32 sums of 0-255 values are exact up to 65,793 pixels (2^24 / 255), and cheaper than a float64 or int64 sum
     channel_means = image.flatten(2).sum(-1, dtype=torch.float32).double() / (image.shape[2] * image.shape[3])
     m, t = jitter_affine(draws[:, :5], channel_means @ luma)
     # the normalisation folded into the map: (clip(M x + t, 0, 255) - mean) / std = clip(M' x + t', lo, hi) with
     # M' = M / std, t' = (t - mean) / std and each channel's bounds lo = -mean / std, hi = (255 - mean) / std
     m, t = m / std[:, None], (t - mean) / std
-    lo, hi = (-mean / std)[:, None], ((255.0 - mean) / std)[:, None]
     out = torch.empty(image.shape, dtype=torch.float32, device=dev)
     step = chunk or max(len(image), 1)
     blur_all = chunk is None and min(image.shape[2:]) > BLUR_KERNEL // 2   # reflect padding needs the room
@@ -214,8 +214,19 @@ def blur_jitter_normalize(image: torch.Tensor, draws: torch.Tensor, chunk: int |
         x = x.flatten(2)
         y = out[i:i + step].view_as(x)
         torch.baddbmm(t[i:i + step, :, None], m[i:i + step], x, out=y)
-        torch.clamp(y, lo, hi, out=y)
+        for c, (lo, hi) in enumerate(bounds):      # one pass per channel plane, scalar bounds (a tensor-bound
+            y[:, c].clamp_(lo, hi)                 # clamp costs the CPU 7x more)
     return out
+
+
+def _clip_bounds() -> list[tuple[float, float]]:
+    """Each channel's normalized image of 0 and 255, (-mean / std, (255 - mean) / std), as Python numbers computed
+    once on the host from the float32 constants (no device tensor is read)."""
+    key = ("bounds", "cpu")
+    if key not in _CONSTANTS:
+        _, _, _, mean, std = _constants(torch.device("cpu"))
+        _CONSTANTS[key] = tuple((-mu / sd, (255.0 - mu) / sd) for mu, sd in zip(mean.tolist(), std.tolist()))
+    return _CONSTANTS[key]
 
 
 _NO_BLUR = 1e-3   # a sigma whose Gaussian taps are exactly (0, .., 0, 1, 0, .., 0) in float32

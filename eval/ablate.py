@@ -5,8 +5,10 @@ recipe, evaluated with `eval.run` and tabulated by `eval.report` in the paper's 
         --out runs/ablation [key=value training overrides ...]
 
 Each row is an ordinary training run (`python -m trainer.train`, or `accelerate launch` with `--processes N`) in
-OUT/runs/<row>/, evaluated into OUT/results/<row>/; the table is OUT/report/tables.md (Table 4, plus Tables 1-3 of the
-same runs). Resumable: a finished evaluation is kept, an interrupted training resumes from its latest checkpoint.
+OUT/runs/<row>/, evaluated into OUT/results/<row>/; with `--seeds N` every row is trained with seeds 1..N
+(OUT/runs/<row>/seed-<k>/, evaluated into OUT/results/<row>/seed-<k>/) and the report aggregates each row over its
+seeds. The table is OUT/report/tables.md (Table 4, plus Tables 1-3 of the same runs). Resumable: a finished
+evaluation is kept, an interrupted training resumes from its latest checkpoint.
 
 It sits on top of both stages it drives: it imports the modules it runs (so the import graph, and the architecture
 contracts in pyproject.toml, show its arrows to trainer and eval) and runs each in a process of its own; nothing
@@ -48,10 +50,13 @@ def _run(cmd: list[str], what: str) -> None:
         raise AblationError(f"{what} failed (command: {' '.join(cmd)})")
 
 
-def train_command(config: str, out: Path, row: tuple, processes: int, overrides: list[str]) -> list[str]:
+def train_command(config: str, out: Path, row: tuple, processes: int, overrides: list[str],
+                  seeds: list[int] | None = None) -> list[str]:
     name, *flags = row
     args = ["--config", config, f"name={name}", f"output_root={out / 'runs'}",
             *(f"{key}={str(on).lower()}" for key, on in zip(SWITCHES, flags)), *overrides]
+    if seeds:
+        args.append(f"seeds=[{','.join(map(str, seeds))}]")
     if processes > 1:
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
                 "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="subset of rows, comma-separated")
     ap.add_argument("--processes", type=int, default=1, help="training processes per row (accelerate launch)")
     ap.add_argument("--eval-args", default="", help="extra key=value options for eval.run, space-separated")
+    ap.add_argument("--seeds", type=int, default=0,
+                    help="train every row with seeds 1..N (runs/<row>/seed-<k>/), each evaluated; 0: the recipe's seed")
     ap.add_argument("overrides", nargs="*", help="key=value training overrides applied to every row")
     args = ap.parse_intermixed_args(argv)
     chosen = args.rows.split(",")
@@ -78,18 +85,23 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.config}: training recipe not found")
     if not Path(args.data).is_dir():
         raise UserError(f"{args.data}: test set folder not found")
+    if args.seeds < 0:
+        raise UserError(f"--seeds: expected 0 or more, got {args.seeds}")
     out = Path(args.out)
+    seeds = list(range(1, args.seeds + 1))
     results = []
     for row in (r for r in ROWS if r[0] in chosen):
-        result = out / "results" / row[0]
-        results.append(str(result))
-        if (result / "metrics.json").exists():
+        runs = [(f"seed-{k}/", f"{row[0]} seed {k}") for k in seeds] or [("", row[0])]
+        todo = [(sub, what) for sub, what in runs if not (out / "results" / row[0] / sub / "metrics.json").exists()]
+        results += [str(out / "results" / row[0] / sub) for sub, _ in runs]
+        if not todo:
             print(f"[ablate] {row[0]}: already evaluated, kept", flush=True)
             continue
-        _run(train_command(args.config, out, row, args.processes, args.overrides), f"train {row[0]}")
-        _run([sys.executable, "-m", run_module.__name__, "--ckpt", str(out / "runs" / row[0]), "--testset",
-              args.testset, "--data", args.data, "--out", str(result), f"name={row[0]}", *args.eval_args.split()],
-             f"evaluate {row[0]}")
+        _run(train_command(args.config, out, row, args.processes, args.overrides, seeds), f"train {row[0]}")
+        for sub, what in todo:
+            _run([sys.executable, "-m", run_module.__name__, "--ckpt", str(out / "runs" / row[0] / sub), "--testset",
+                  args.testset, "--data", args.data, "--out", str(out / "results" / row[0] / sub),
+                  f"name={row[0]}", *args.eval_args.split()], f"evaluate {what}")
     _run([sys.executable, "-m", report_module.__name__, *results, "--out", str(out / "report")], "report")
     print(f"[ablate] Table 4: {out / 'report' / 'tables.md'}")
     return 0

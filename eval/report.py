@@ -7,8 +7,12 @@ order (VGG-SS, IS3, IS3+, S4), then in the order given; `--paper` adds the paper
 (`eval.paper`) after the measured rows of each test set; Table 4 shows each row's S, N, L_S, L_N switches. Every row
 states its coverage (samples scored / annotated); rows of one test set that scored different samples are refused
 unless `--mixed-coverage`.
-Writes OUT/tables.md, OUT/tables.csv (long format: table, testset, model, column, value), OUT/maxima.png and
-OUT/overlays_{testset}_{model}.png.
+Rows of one recipe trained with several seeds (eval.run records each checkpoint's seed) are labelled <model>/seed-<k>
+and preceded by the recipe's row over its seeds (mean ± standard deviation; section Seeds: per-seed values and the 95%
+t interval); a test set with exactly two rows gets their paired differences (eval.compare).
+Writes OUT/tables.md (cells `value ± half-width` of the bootstrap interval, eval.metrics.bootstrap, and a caption
+under each table saying what the rows are), OUT/tables.csv (long format: table, testset, model, column, value, lo,
+hi: the interval's ends), OUT/maxima.png (tau_U with its interval) and OUT/overlays_{testset}_{model}.png.
 `eval.run` and `eval.rescore` call `write_report([results], results)` for a single run.
 """
 from __future__ import annotations
@@ -26,12 +30,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from eval.compare import paired_differences  # noqa: E402
+from eval.config import EvalConfig  # noqa: E402
 from eval.errors import EvalError  # noqa: E402
 from eval.metrics.upsample import upsample  # noqa: E402
 from eval.paper import paper_rows  # noqa: E402
+from eval.seeds import aggregate  # noqa: E402
 from eval.store import Store, read_store  # noqa: E402
 from pipeline.common.atomic import atomic_open, atomic_write_text  # noqa: E402
 from pipeline.common.cli import Parser, run_cli  # noqa: E402
+from pipeline.common.config import load_config  # noqa: E402
 from pipeline.common.outputs import replacing  # noqa: E402
 
 REPORT_FILES = ("tables.md", "tables.csv", "maxima.png", "overlays_*.png")  # what a report folder holds
@@ -59,10 +67,15 @@ class Result:
     path: Path
     info: dict                   # metrics.json
     loaded: Store | None = None  # the maps, when the caller has them in memory already (else read when needed)
+    one_of_seeds: bool = False   # one of several seeds of its recipe in a report: labelled <model>/seed-<k>
+
+    @property
+    def base_model(self) -> str:
+        return str(self.info.get("model") or self.path.name)
 
     @property
     def model(self) -> str:
-        return str(self.info.get("model") or self.path.name)
+        return f"{self.base_model}/seed-{self.info['train_seed']}" if self.one_of_seeds else self.base_model
 
     @property
     def testset(self) -> str:
@@ -121,10 +134,39 @@ def _order(results: list[Result]) -> list[Result]:
     return sorted(results, key=lambda r: rank.get(r.testset, len(rank)))   # stable: keeps the given order inside
 
 
-def _fmt(v: float | None, header: str) -> str:
+def _fmt(v: float | None, header: str, iv: dict | None = None) -> str:
+    """A table cell: the value, and `± half-width` of its bootstrap interval when there is one."""
     if v is None or math.isnan(v):
         return "—"
-    return f"{v:.4f}" if header in ("Separability", "Sep", "tau_U") else f"{v:.2f}"
+    digits = 4 if header in ("Separability", "Sep", "tau_U") else 2
+    if iv is None or not math.isfinite(iv.get("lo", math.nan)):
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} ± {(iv['hi'] - iv['lo']) / 2:.{digits}f}"
+
+
+def _interval(r: Result, table: str, key: str) -> dict | None:
+    return ((r.info.get("metrics") or {}).get("intervals") or {}).get("tables", {}).get(table, {}).get(key)
+
+
+def _caption(results: list[Result]) -> str:
+    """Who each row is: samples, image groups resampled, seeds of the negative draws, resamples; and what a row over
+    training seeds shows."""
+    parts = []
+    groups = {(r.testset, r.base_model) for r in results if r.one_of_seeds}
+    for testset, model in sorted(groups):
+        n = sum(1 for r in results if r.one_of_seeds and (r.testset, r.base_model) == (testset, model))
+        parts.append(f"{TESTSET_TITLES.get(testset, testset)} / {model} ({n} seeds): mean ± standard deviation over "
+                     f"its {n} training seeds (their 95% t interval: section Seeds)")
+    for r in results:
+        if r.published:
+            continue
+        iv = r.metrics.get("intervals") or {}
+        seeds = len(r.info.get("seeds") or [])
+        what = (f"± half-width of the {100 * iv['confidence']:.0f}% bootstrap interval over {iv['groups']:,} "
+                f"image groups, {iv['resamples']:,} resamples" if iv else "no intervals")
+        parts.append(f"{TESTSET_TITLES.get(r.testset, r.testset)} / {r.model}: {r.coverage} samples, {seeds} "
+                     f"noise and offscreen draws a sample; {what}")
+    return "Rows: " + "; ".join(parts) + "." if parts else ""
 
 
 def _arrow(header: str) -> str:
@@ -137,13 +179,39 @@ def _switches(r: Result) -> list[str]:
     return ["✓" if san.get(k) else "" for k in SWITCHES]
 
 
-def tables(results: list[Result]) -> tuple[str, str]:
-    """(Markdown, CSV) of the paper's Tables 1-4 for `results`, grouped by test set."""
+def seed_groups(results: list[Result]) -> dict[tuple[str, str], list[Result]]:
+    """(test set, model) -> its measured rows, for recipes evaluated with two or more training seeds; marks those
+    rows `one_of_seeds`."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        if not r.published and r.info.get("train_seed") is not None:
+            groups.setdefault((r.testset, r.base_model), []).append(r)
+    groups = {k: v for k, v in groups.items() if len({r.info["train_seed"] for r in v}) >= 2}
+    for rows in groups.values():
+        for r in rows:
+            r.one_of_seeds = True
+    return groups
+
+
+def _seed_row(rows: list[Result], key: str, cols: list) -> tuple[list[str], list[dict]]:
+    """The cells of a recipe's row over its seeds (mean ± standard deviation) and their aggregates."""
+    aggs = [aggregate([lookup(r.metrics, f"tables.{key}.{k}") for r in rows]) for _, k in cols]
+    cells = []
+    for agg, (h, _) in zip(aggs, cols):
+        digits = 4 if h in ("Separability", "Sep") else 2
+        cells.append("—" if math.isnan(agg["mean"]) else f"{agg['mean']:.{digits}f} ± {agg['sd']:.{digits}f}")
+    return cells, aggs
+
+
+def tables(results: list[Result], pairs: list | None = None) -> tuple[str, str]:
+    """(Markdown, CSV) of the paper's Tables 1-4 for `results`, grouped by test set, then the paired differences
+    `pairs` ([(A, B, eval.compare.paired_differences)]) when there are any."""
     results = _order(results)
+    groups = seed_groups(results)
     md = []
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["table", "testset", "model", "column", "value"])
+    w.writerow(["table", "testset", "model", "column", "value", "lo", "hi", "p"])
     for key, (title, cols) in TABLES.items():
         extra = list(SWITCHES) if key == "table4" else []
         headers = extra + [f"{h} {_arrow(h)}" for h, _ in cols]
@@ -152,23 +220,85 @@ def tables(results: list[Result]) -> tuple[str, str]:
         for r in results:
             if r.published and not r.metrics["tables"].get(key):
                 continue
+            rows = groups.get((r.testset, r.base_model))
+            if rows and r is rows[0]:      # the recipe over its seeds, before its per-seed rows
+                cells, aggs = _seed_row(rows, key, cols)
+                md.append(f"| {TESTSET_TITLES.get(r.testset, r.testset)} | {r.base_model} ({len(rows)} seeds) | "
+                          f"{r.coverage} | " + " | ".join((_switches(r) if extra else []) + cells) + " |")
+                for agg, (h, _) in zip(aggs, cols):
+                    w.writerow([key, r.testset, f"{r.base_model} (seeds)", h, repr(agg["mean"]), repr(agg["lo"]),
+                                repr(agg["hi"]), ""])
+                    w.writerow([key, r.testset, f"{r.base_model} (seeds)", f"{h} sd", repr(agg["sd"]), "", "", ""])
             values = [lookup(r.metrics, f"tables.{key}.{k}") for _, k in cols]
-            cells = (_switches(r) if extra else []) + [_fmt(v, h) for v, (h, _) in zip(values, cols)]
+            ivs = [_interval(r, key, k) for _, k in cols]
+            cells = (_switches(r) if extra else []) + [_fmt(v, h, iv) for v, iv, (h, _) in zip(values, ivs, cols)]
             md.append(f"| {TESTSET_TITLES.get(r.testset, r.testset)} | {r.model} | {r.coverage} | "
                       + " | ".join(cells) + " |")
             for h, cell in zip(extra, _switches(r) if extra else []):
-                w.writerow([key, r.testset, r.model, h, "1" if cell else "0"])
-            for v, (h, _) in zip(values, cols):
-                w.writerow([key, r.testset, r.model, h, "" if v is None else repr(v)])
-        md.append("")
+                w.writerow([key, r.testset, r.model, h, "1" if cell else "0", "", ""])
+            for v, iv, (h, _) in zip(values, ivs, cols):
+                ends = [repr(iv["lo"]), repr(iv["hi"])] if iv else ["", ""]
+                w.writerow([key, r.testset, r.model, h, "" if v is None else repr(v), *ends])
+        caption = _caption(results)
+        md += ["", caption, ""] if caption else [""]
     md += ["Universal threshold tau_U of each measured row (the Uth columns, pIA, AUCN, FLOC and FAUC use it):", ""]
     for r in (r for r in results if not r.published):
         tau = lookup(r.metrics, "thresholds.tau_U")
+        iv = (r.metrics.get("intervals") or {}).get("tau_U")
         source = r.info.get("calibration") or "this test set's negatives"
-        md.append(f"- {TESTSET_TITLES.get(r.testset, r.testset)} / {r.model}: {_fmt(tau, 'tau_U')} (from {source})")
-        w.writerow(["thresholds", r.testset, r.model, "tau_U", "" if tau is None else repr(tau)])
-        w.writerow(["coverage", r.testset, r.model, "samples", r.coverage])
+        md.append(f"- {TESTSET_TITLES.get(r.testset, r.testset)} / {r.model}: {_fmt(tau, 'tau_U', iv)} (from "
+                  f"{source})")
+        ends = [repr(iv["lo"]), repr(iv["hi"])] if iv else ["", ""]
+        w.writerow(["thresholds", r.testset, r.model, "tau_U", "" if tau is None else repr(tau), *ends])
+        w.writerow(["coverage", r.testset, r.model, "samples", r.coverage, "", ""])
+    if groups:
+        md += ["", *_seeds_section(groups)]
+    if pairs:
+        md += ["", *_paired_section(pairs, w)]
     return "\n".join(md) + "\n", buf.getvalue()
+
+
+def _seeds_section(groups: dict) -> list[str]:
+    """Per recipe evaluated with several training seeds: each metric's mean, standard deviation, the per-seed values
+    and, from 3 seeds, the 95% t interval of the mean over seeds."""
+    md = ["## Seeds", "", "Recipes trained with several seeds: mean and standard deviation over the seeds, each seed's "
+          "value, and from 3 seeds the 95% t interval of the mean (eval.seeds).", "",
+          "| Test set | Model | Metric | mean | sd | per seed | 95% interval over seeds |", "|---|---|---|---:|---:|---|---|"]
+    for (testset, model), rows in groups.items():
+        seeds = ", ".join(str(r.info["train_seed"]) for r in rows)
+        for key, (_, cols) in TABLES.items():
+            for h, k in cols:
+                agg = aggregate([lookup(r.metrics, f"tables.{key}.{k}") for r in rows])
+                if math.isnan(agg["mean"]):
+                    continue
+                each = " / ".join(_fmt(v, h) for v in agg["values"])
+                span = "—" if math.isnan(agg["lo"]) else f"[{_fmt(agg['lo'], h)}, {_fmt(agg['hi'], h)}]"
+                md.append(f"| {TESTSET_TITLES.get(testset, testset)} | {model} (seeds {seeds}) | {key[-1]}: {h} | "
+                          f"{_fmt(agg['mean'], h)} | {_fmt(agg['sd'], h)} | {each} | {span} |")
+    return md
+
+
+def _paired_section(pairs: list, w) -> list[str]:
+    """Markdown of the paired differences (and their CSV rows, table `paired`, model `B - A`)."""
+    first = pairs[0][2]
+    md = ["## Paired differences (each row minus the first row of its test set, on the same samples)", "",
+          f"B - A, the {100 * first['confidence']:.0f}% paired-bootstrap interval ({first['resamples']:,} resamples "
+          "drawing the same image groups for both) and the two-sided bootstrap p-value; * marks an interval that "
+          "excludes 0.", "", "| Test set | B - A | Table | Metric | B - A | interval | p |", "|---|---|---|---|---:|---|---:|"]
+    for a, b, diff in pairs:
+        name = f"{b.model} - {a.model}"
+        for table, (_, cols) in TABLES.items():
+            for header, key in cols:
+                d = diff["tables"].get(table, {}).get(key)
+                if d is None:
+                    continue
+                mark = " *" if d["lo"] > 0 or d["hi"] < 0 else ""
+                md.append(f"| {TESTSET_TITLES.get(a.testset, a.testset)} | {name} | {table[-1]} | {header} | "
+                          f"{_fmt(d['diff'], header)}{mark} | [{_fmt(d['lo'], header)}, {_fmt(d['hi'], header)}] | "
+                          f"{d['p']:.4f} |")
+                w.writerow(["paired", a.testset, name, f"{table}.{header}", repr(d["diff"]), repr(d["lo"]),
+                            repr(d["hi"]), repr(d["p"])])
+    return md
 
 
 def plot_maxima(results: list[Result], path: Path) -> None:
@@ -182,8 +312,12 @@ def plot_maxima(results: list[Result], path: Path) -> None:
         for body, color in zip(parts["bodies"], ("tab:green", "tab:gray", "tab:orange", "tab:purple")):
             body.set_facecolor(color)
         tau = lookup(r.metrics, "thresholds.tau_U")
+        iv = (r.metrics.get("intervals") or {}).get("tau_U")
         if tau is not None:
             ax.axhline(tau, color="tab:red", linestyle="--", label=f"τU = {tau:.4f}")
+            if iv and math.isfinite(iv["lo"]):   # its bootstrap interval as a band
+                ax.axhspan(iv["lo"], iv["hi"], color="tab:red", alpha=0.15,
+                           label=f"{100 * r.metrics['intervals']['confidence']:.0f}% interval")
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xticks(range(1, 5), ["positive", *NEG_KINDS], fontsize=8)
         ax.set_title(f"{r.model} · {TESTSET_TITLES.get(r.testset, r.testset)}", fontsize=9)
@@ -237,6 +371,29 @@ def write_report(paths: list[str | Path], out: str | Path, paper: bool = False) 
     return report_results([load_result(p) for p in paths], out, paper)
 
 
+def paired_rows(results: list[Result]) -> list:
+    """[(A, B, paired differences)] for each test set with exactly two measured rows A, B (two checkpoints) that
+    scored the same samples; scored under A's config.yaml."""
+    by_set: dict[str, list[Result]] = {}
+    for r in results:
+        if not r.published:
+            by_set.setdefault(r.testset, []).append(r)
+    pairs = []
+    for rows in by_set.values():
+        if len(rows) != 2 or not _same_samples(*rows):
+            continue
+        a, b = rows
+        cfg = load_config(EvalConfig, a.path / "config.yaml") if (a.path / "config.yaml").is_file() else EvalConfig()
+        if cfg.metrics.bootstrap:
+            pairs.append((a, b, paired_differences(a.store(), b.store(), cfg)))
+    return pairs
+
+
+def _same_samples(a: Result, b: Result) -> bool:
+    da, db = ((x.info.get("coverage") or {}).get("keys_sha256") for x in (a, b))
+    return bool(da and da == db)
+
+
 def check_coverage(results: list[Result]) -> None:
     """Refuse measured rows of one test set that scored different samples (another subset, missing files): their
     numbers are not comparable side by side."""
@@ -262,7 +419,9 @@ def report_results(results: list[Result], out: str | Path, paper: bool = False,
     if not mixed_coverage:
         check_coverage(results)
     out = Path(out)
-    md, table_csv = tables(results + (paper_results(r.testset for r in results) if paper else []))
+    seed_groups(results)                # labels the rows of multi-seed recipes <model>/seed-<k> everywhere
+    md, table_csv = tables(results + (paper_results(r.testset for r in results) if paper else []),
+                           pairs=paired_rows(results))
     atomic_write_text(out / "tables.md", "# SSL-SaN evaluation\n\n" + md)
     atomic_write_text(out / "tables.csv", table_csv)
     plot_maxima(results, out / "maxima.png")

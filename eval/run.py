@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -154,9 +155,13 @@ def _one_line(exc: Exception, path: str) -> str:
 
 
 def _run_name(ckpt: str) -> str:
-    """The training run's folder name (runs/<name>/checkpoints/step_...), else the step folder's name."""
+    """The training run's folder name (runs/<name>/checkpoints/step_...; for one seed of several,
+    runs/<name>/seed-<k>/..., the recipe's name), else the step folder's name."""
     step = resolve(ckpt)
-    return step.parent.parent.name if step.parent.name == "checkpoints" else step.name
+    if step.parent.name != "checkpoints":
+        return step.name
+    run = step.parent.parent
+    return run.parent.name if re.fullmatch(r"seed-\d+", run.name) else run.name
 
 
 def run(cfg: EvalConfig) -> Path:
@@ -179,7 +184,7 @@ def run(cfg: EvalConfig) -> Path:
                               noise_db=san.noise_db if cfg.noise_db is None else cfg.noise_db)
     name = cfg.name or _run_name(cfg.ckpt)
     attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),
-             "model": name, "config": to_dict(cfg),
+             "model": name, "train_seed": train_cfg.seed, "config": to_dict(cfg),
              "train_san": {"S": san.silence_negative, "N": san.noise_negative, "L_S": san.silence_map_loss,
                            "L_N": san.noise_map_loss}}
     with replacing(out, RESULT_FILES) as stage:

@@ -21,7 +21,7 @@ from trainer.config import ModelConfig
 from trainer.model import AVENet
 
 
-def _result(tmp_path, name, testset, data, seed):
+def _result(tmp_path, name, testset, data, seed, train_seed=None):
     torch.manual_seed(seed)
     model = AVENet(ModelConfig(width=8))
     out = tmp_path / name
@@ -30,7 +30,7 @@ def _result(tmp_path, name, testset, data, seed):
     out.mkdir(parents=True)
     save_config(cfg, out / "config.yaml")
     evaluate(model, read_testset(testset, data), cfg, out / "maps.zarr",
-             {"testset": testset, "model": name.split("_")[0],
+             {"testset": testset, "model": name.split("_")[0], "train_seed": train_seed,
               "train_san": {"S": seed == 1, "N": False, "L_S": seed == 1, "L_N": False}})
     rescore(out, cfg)
     return out
@@ -57,7 +57,12 @@ def test_tables_side_by_side_in_paper_layout(results, tmp_path):
     assert [r.split(" | ")[:2] for r in rows] == [["| VGG-SS", "SSL-SaN"], ["| VGG-SS", "SSL-TIE"],
                                                    ["| IS3", "SSL-SaN"]]
     metrics = json.loads((results[1] / "metrics.json").read_text())["metrics"]
-    assert f"{metrics['tables']['table2']['cIoU_Adap']:.2f}" == rows[0].split(" | ")[4]
+    iv = metrics["intervals"]["tables"]["table1"]["Alignment"]         # value ± half-width of its interval
+    t1 = [line for line in md.split("## Table 2")[0].splitlines() if line.startswith("| VGG-SS | SSL-SaN")][0]
+    assert t1.split(" | ")[4] == f"{metrics['tables']['table1']['Alignment']:.2f} ± {(iv['hi'] - iv['lo']) / 2:.2f}"
+    assert iv["hi"] > iv["lo"]
+    assert "Rows: VGG-SS / SSL-SaN: 5/5 samples, 2 noise and offscreen draws a sample; ± half-width of the 95% " \
+           "bootstrap interval over 5 image groups, 2,000 resamples; VGG-SS / SSL-TIE: 5/5" in t2
     assert rows[0].split(" | ")[2] == "5/5" and rows[2].split(" | ")[2] == "8/8"      # every sample of each set
     t4 = md.split("## Table 4")[1]
     assert "| VGG-SS | SSL-SaN | 5/5 | ✓ |  | ✓ |  |" in t4 and "| VGG-SS | SSL-TIE | 5/5 |  |  |  |  |" in t4
@@ -67,7 +72,10 @@ def test_tables_side_by_side_in_paper_layout(results, tmp_path):
     t3 = [x for x in lines if x["table"] == "table3" and x["model"] == "SSL-TIE"]
     assert [x["column"] for x in t3] == [h for h, _ in TABLE3]
     value = float(t3[0]["value"])
-    assert value == json.loads((results[2] / "metrics.json").read_text())["metrics"]["tables"]["table3"]["I2A_P@1"]
+    tie = json.loads((results[2] / "metrics.json").read_text())["metrics"]
+    assert value == tie["tables"]["table3"]["I2A_P@1"]
+    ends = tie["intervals"]["tables"]["table3"]["I2A_P@1"]
+    assert (float(t3[0]["lo"]), float(t3[0]["hi"])) == (ends["lo"], ends["hi"])
     assert [x for x in lines if x["column"] == "tau_U"] and [x for x in lines if x["table"] == "table1"]
     for f in ("maxima.png", "overlays_vggss_SSL-SaN.png", "overlays_vggss_SSL-TIE.png", "overlays_is3_SSL-SaN.png"):
         assert (out / f).stat().st_size > 1000, f
@@ -100,3 +108,47 @@ def test_paper_rows_beside_measured_ones(results, tmp_path):
     assert "| IS3 | SSL-TIE (paper) | — | 0.98 | 0.28 | -0.0530 |" in md
     t3 = md.split("## Table 3")[1].split("## Table 4")[0]
     assert "| VGG-SS | SSL-TIE (paper) | — | 16.25 |" in t3 and "| IS3 | SSL-TIE (paper)" not in t3   # not in the paper
+
+
+def test_rows_of_one_test_set_are_compared_resample_by_resample(results, tmp_path):
+    out = tmp_path / "paired"
+    assert main([str(results[1]), str(results[2]), "--out", str(out)]) == 0
+    md = (out / "tables.md").read_text()
+    section = md.split("## Paired differences")[1]
+    a = json.loads((results[1] / "metrics.json").read_text())["metrics"]["tables"]
+    b = json.loads((results[2] / "metrics.json").read_text())["metrics"]["tables"]
+    lines = [x for x in csv.DictReader(io.StringIO((out / "tables.csv").read_text())) if x["table"] == "paired"]
+    assert {x["model"] for x in lines} == {"SSL-TIE - SSL-SaN"} and len(lines) == 33
+    align = next(x for x in lines if x["column"] == "table1.Alignment")
+    assert float(align["value"]) == pytest.approx(b["table1"]["Alignment"] - a["table1"]["Alignment"], abs=1e-12)
+    assert float(align["lo"]) <= float(align["value"]) <= float(align["hi"]) and 0 < float(align["p"]) <= 1
+    row = f"| VGG-SS | SSL-TIE - SSL-SaN | 1 | Alignment | {b['table1']['Alignment'] - a['table1']['Alignment']:.2f}"
+    assert row in section
+    # one row per test set, or rows of different test sets: nothing to pair
+    alone = tmp_path / "alone"
+    assert main([str(results[0]), str(results[1]), "--out", str(alone)]) == 0
+    assert "## Paired differences" not in (alone / "tables.md").read_text()
+
+
+def test_a_recipe_over_its_seeds(tmp_path):
+    import math
+    vggss = make_vggss(tmp_path / "vggss")
+    runs = [_result(tmp_path, f"SSL-SaN_seed{k}", "vggss", vggss, 10 + k, train_seed=k) for k in (1, 2, 3)]
+    out = tmp_path / "report"
+    assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    md = (out / "tables.md").read_text()
+    t1 = md.split("## Table 2")[0]
+    values = [json.loads((r / "metrics.json").read_text())["metrics"]["tables"]["table1"]["Alignment"] for r in runs]
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    row = [line for line in t1.splitlines() if line.startswith("| VGG-SS | SSL-SaN (3 seeds) | 5/5 |")][0]
+    assert row.split(" | ")[4] == f"{mean:.2f} ± {sd:.2f}"
+    assert [line.split(" | ")[1] for line in t1.splitlines() if line.startswith("| VGG-SS")] == \
+        ["SSL-SaN (3 seeds)", "SSL-SaN/seed-1", "SSL-SaN/seed-2", "SSL-SaN/seed-3"]
+    seeds = md.split("## Seeds")[1]
+    half = 4.303 * sd / math.sqrt(3)                          # t(0.975, 2 degrees of freedom)
+    line = [x for x in seeds.splitlines() if "| 1: Alignment |" in x][0]
+    assert f"| {mean:.2f} | {sd:.2f} | {' / '.join(f'{v:.2f}' for v in values)} | " \
+           f"[{mean - half:.2f}, {mean + half:.2f}] |" in line
+    assert "(seeds 1, 2, 3)" in line and "## Paired differences" not in md   # three rows: no pair
+    assert (out / "overlays_vggss_SSL-SaN_seed-2.png").is_file()

@@ -139,4 +139,28 @@ def test_compiled_encoders_train(tmp_path):
     # ~7 min on 2 loaded cores
     r = _train(tmp_path, "name=compiled", "max_steps=2", "compile=true", "model.width=8", timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert len(_losses(tmp_path / "compiled")) == 2
+    losses = _losses(tmp_path / "compiled")
+    assert len(losses) == 2
+    assert losses[1]["compiles"] > 0 and losses[2]["compiles"] == 0      # compiled at the first step only
+
+
+def test_a_list_of_seeds_trains_one_run_per_seed(tmp_path):
+    r = _train(tmp_path, "name=multi", "max_steps=2", "seeds=[3,5]")
+    assert r.returncode == 0, r.stderr[-3000:]
+    weights = {}
+    for k in (3, 5):
+        run = tmp_path / "multi" / f"seed-{k}"
+        model, cfg = load_model(run)
+        assert cfg.seed == k and cfg.seeds == [] and cfg.name == f"multi/seed-{k}"
+        assert sorted(_losses(run)) == [1, 2]
+        weights[k] = load_file(str(run / "checkpoints/step_00000002/model.safetensors"))
+    assert not all(torch.equal(weights[3][n], weights[5][n]) for n in weights[3])   # other seeds, other weights
+    again = _train(tmp_path, "name=multi", "max_steps=2", "seeds=[3,5]", resume="auto")
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("nothing to do") == 2
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / "STOP").touch()                   # slurm/train.sbatch's stop file, for the whole list
+    r = _train(tmp_path, "name=stopped", "max_steps=3", "seeds=[1,2]")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "stopped/seed-1/checkpoints/step_00000001").is_dir() and not (tmp_path / "stopped/seed-2").exists()
+    bad = _train(tmp_path, "name=twice", "seeds=[1,1]")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: seeds: each seed once, got [1, 1]"

@@ -117,6 +117,7 @@ class TrainConfig:
     name: str = "ssl_san"
     output_root: str = "runs"  # the run writes runs/<name>/
     seed: int = 4  # SSL-TIE's seed
+    seeds: list[int] = field(default_factory=list)  # one run per seed into runs/<name>/seed-<k>/ (overrides seed)
     epochs: int = 100
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast for the encoders; the loss block is always fp32.
@@ -167,13 +168,15 @@ class TrainConfig:
                 ("data.loader.window_seconds", self.data.loader.window_seconds, 0, True),
                 ("data.loader.workers", self.data.loader.workers, 0, False)]:
             check_range(p, key, value, low=low, low_open=low_open)
+        if len(set(self.seeds)) != len(self.seeds):
+            p.append(f"seeds: each seed once, got {self.seeds!r}")
         if self.optim.plateau_factor >= 1:
             p.append(f"optim.plateau_factor: expected a factor < 1, got {self.optim.plateau_factor!r}")
         require(p)
 
 
 # Keys that steer a run without changing what it learns: a resumed run may change them freely.
-RUN_CONTROL = ("name", "output_root", "epochs", "max_steps", "log_every", "val_every", "val_batches", "val_at_start",
+RUN_CONTROL = ("name", "output_root", "seeds", "epochs", "max_steps", "log_every", "val_every", "val_batches", "val_at_start",
                "ckpt_every", "keep_checkpoints", "compile", "channels_last", "deterministic", "data.shard_dir",
                "data.synth_json", "data.loader.workers", "data.loader.device")
 

@@ -13,7 +13,9 @@ before preemption or the time limit), Ctrl-C (SIGINT), or a file runs/<name>/STO
 boundary and exit 0; `--resume auto` (default) continues from the latest intact checkpoint, exactly (RNG states and
 the loader position are restored), and refuses a recipe that differs from the checkpoint's unless
 `--override-recipe` (then the new values are applied and recorded). One training per run folder (`.lock`). A
-non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint.
+non-finite loss stops the run with `error: ... at step N` (exit 1) and writes no checkpoint. `seeds=[1,2,3]` trains
+the recipe once per seed, one after the other, into runs/<name>/seed-<k>/ (a stop request or STOP file in
+runs/<name>/ ends the list; `--resume auto` continues it).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ if __package__ in (None, ""):  # run as a file by `accelerate launch trainer/tra
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
+import dataclasses
 import json
 import signal
 import time
@@ -70,14 +73,17 @@ class TrainingError(UserError):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: str = "auto", override_recipe: bool = False):
+    def __init__(self, cfg: TrainConfig, resume: str = "auto", override_recipe: bool = False,
+                 stop_file: Path | None = None):
         self.cfg = cfg
         self.override_recipe = override_recipe
+        self.stopped = False
         cpu = not torch.cuda.is_available()
         self.acc = Accelerator(cpu=cpu, mixed_precision=PRECISION[cfg.precision])
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.device = self.acc.device
         self.run_dir = Path(cfg.output_root) / cfg.name
+        self.stop_file = stop_file or self.run_dir / "STOP"
         self._hold_run_dir()
         try:
             self._build(resume)
@@ -278,7 +284,7 @@ class Trainer:
         """A signal reached this process, or a STOP file sits in the run folder (slurm/train.sbatch writes it on
         Slurm's time-limit warning, so no launcher process is ever signalled); any rank's request stops all (the
         processes agree over the host-side `control` group)."""
-        stop = bool(self.stop_signal or (self.run_dir / "STOP").exists())
+        stop = bool(self.stop_signal or self.stop_file.exists())
         if self.world == 1:
             return stop
         flag = torch.tensor([float(stop)])          # on the host: agreeing never waits for a GPU
@@ -339,6 +345,7 @@ class Trainer:
                         self.acc.print(f"stop signal: checkpoint at step {self.step}, exiting (resume with "
                                        f"--resume auto)")
                         self.save(epoch_done=False)
+                        self.stopped = True
                         return 0
                     if reached_max:
                         break
@@ -427,11 +434,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.batch_size=64 san.lambda_sn=0.5")
     args = parser.parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    trainer = Trainer(cfg, args.resume, args.override_recipe)
-    try:
-        return trainer.run()
-    finally:
-        trainer.close()
+    for run_cfg in seed_runs(cfg):
+        trainer = Trainer(run_cfg, args.resume, args.override_recipe,
+                          stop_file=Path(cfg.output_root) / cfg.name / "STOP")
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+        if trainer.stopped:          # a stop request ends the whole list; --resume auto continues it
+            break
+    return 0
+
+
+def seed_runs(cfg: TrainConfig) -> list[TrainConfig]:
+    """The runs of a recipe: itself, or with `seeds` one per seed, named <name>/seed-<k> (runs/<name>/seed-<k>/),
+    trained one after the other (a finished one is passed over quickly on a resumed list)."""
+    if not cfg.seeds:
+        return [cfg]
+    return [dataclasses.replace(cfg, seed=int(k), seeds=[], name=f"{cfg.name}/seed-{int(k)}") for k in cfg.seeds]
 
 
 if __name__ == "__main__":

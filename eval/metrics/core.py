@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from eval.metrics import embeddings as emb, localization as loc, negatives as neg
+from eval.metrics import bootstrap as bs, embeddings as emb, localization as loc, negatives as neg
 from eval.metrics.kernels import ThresholdGrid, sweep
 
 NEGATIVE_KINDS = ("silence", "noise", "offscreen")
@@ -51,6 +51,9 @@ class MetricConfig:
     chunk: int = 2048                    # maps per kernel call (bounds memory: chunk x thresholds int32)
     per_sample: bool = False             # include per-sample IoUs, maxima and pIA lists in the result
     progress: bool = False               # tqdm progress bars
+    bootstrap: int = 2000                # resamples for the intervals of Tables 1-4 (0: none; eval.metrics.bootstrap)
+    bootstrap_seed: int = 0
+    confidence: float = 0.95
 
     def check(self) -> None:
         if self.size < 1 or self.chunk < 1:
@@ -64,6 +67,8 @@ class MetricConfig:
             raise MetricError(f"metric config: tau_negatives must be a non-empty subset of {list(NEGATIVE_KINDS)}")
         if any(k < 1 for k in self.retrieval_ks):
             raise MetricError("metric config: retrieval_ks must be positive")
+        if self.bootstrap < 0 or not 0.0 < self.confidence < 1.0:
+            raise MetricError("metric config: bootstrap must be >= 0 and confidence in (0, 1)")
 
 
 def _finite_or_fail(name: str, arr: np.ndarray) -> None:
@@ -114,8 +119,10 @@ def _index(thr: np.ndarray, value: float) -> int:
 def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.ndarray] | None = None, *,
                 cfg: MetricConfig | None = None, image_ids=None, img_emb: np.ndarray | None = None,
                 aud_emb: np.ndarray | None = None, retrieval_scores: np.ndarray | None = None, labels=None,
-                calibration_maxima: Mapping[str, np.ndarray] | None = None) -> dict:
-    """Every metric as one JSON-ready nested dict (NaN where a value is undefined); see the module docstring."""
+                calibration_maxima: Mapping[str, np.ndarray] | None = None, distributions: dict | None = None) -> dict:
+    """Every metric as one JSON-ready nested dict (NaN where a value is undefined); see the module docstring.
+    `distributions`, when given, receives each bootstrap resample's value of every table column, under
+    (table, column), and of "tau_U" (to pair two evaluations resample by resample: eval.compare)."""
     cfg = cfg or MetricConfig()
     cfg.check()
     pos, gt_arr, negs = _check_inputs(maps_pos, gt, maps_neg, cfg)
@@ -137,10 +144,24 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
         tau_info["source"] = "calibration set" if calibration_maxima is not None else "this set"
     tau = tau_info["tau_U"]
 
+    boot = None
+    if cfg.bootstrap:   # the resamples' tau_U first: the grid gets a band of thresholds over their range
+        resampled = cfg.tau is None and calibration_maxima is None
+        neg_by_sample = {k: v.reshape(n, -1) for k, v in neg_max.items()}
+        tau_kinds = [k for k in cfg.tau_negatives if k in neg_max] if resampled else []
+        sep_kinds = [k for k in cfg.tau_negatives if k in neg_max]
+        res = bs.Resampling(bs.group_ids(image_ids, n), cfg.bootstrap, cfg.bootstrap_seed)
+        quantiles = bs.tau_distribution(res, pos_max, neg_by_sample, tau_kinds, sep_kinds, cfg.tau_quantile)
+        boot = {"res": res, "quantiles": quantiles, "neg": neg_by_sample, "tau_kinds": tau_kinds,
+                "sep_kinds": sep_kinds, "linear": {}, "at_tau": {}}
+    band = bs.tau_band(boot["quantiles"][0]) if boot else np.zeros(0)
     thr = np.unique(np.concatenate([np.linspace(cfg.sweep_min, cfg.sweep_max, cfg.sweep_steps), loc.GRID21,
-                                    [cfg.fixed_threshold, tau]]).astype(np.float64))
+                                    [cfg.fixed_threshold, tau], band]).astype(np.float64))
     grid = ThresholdGrid(thr)
     k_tau, k_fix = _index(thr, tau), _index(thr, cfg.fixed_threshold)
+    if boot:
+        taus = boot["quantiles"][0]
+        boot["ks"] = np.unique(np.concatenate([[k_tau], bs.nearest(thr, taus[np.isfinite(taus)])])).astype(np.int64)
 
     # positives: one kernel pass per map
     above = np.empty((n, thr.size), dtype=np.int32)
@@ -183,6 +204,11 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
               "pos_success50": (100 * loc.success_rate(clean, 0.5, axis=0)).tolist()}
     per_sample = {"iou_classic": classic, "iou_adaptive": adaptive, "iou_universal": ious[:, k_tau],
                   "max_pos": pos_max}
+    if boot:
+        at = loc.nan_to_zero(ious[:, boot["ks"]])
+        boot["at_tau"].update(cIoU_Uth=100 * at, AUC_Uth=100 * loc.auc21_per_sample(at))
+        boot["linear"].update(cIoU_Adap=100 * loc.success_rate(adaptive[None], 0.5, axis=0),
+                              AUC_Adap=100 * loc.auc21_per_sample(adaptive))
     del ious, clean
 
     # negatives: pIA / AUCN at every threshold, plus at the positive map's own median and adaptive thresholds
@@ -198,6 +224,8 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
         sum_extra = np.zeros(2)
         cdf_extra = np.zeros((21, 2))
         pia_tau = np.empty(m)
+        if boot:
+            per_map = np.empty((m, boot["ks"].size, 2))           # pIA and AUCN contribution of each map
         for s in _chunks(m, cfg.chunk, f"{kind} maps", cfg.progress):
             r = sweep(flat[s:s + cfg.chunk], grid, None, size=cfg.size, extra=extra[s:s + cfg.chunk])
             sum_above += r.above.sum(axis=0)
@@ -205,6 +233,8 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
             sum_extra += r.extra_above.sum(axis=0)
             cdf_extra += neg.pia_cdf_counts(r.extra_above, pixels)
             pia_tau[s:s + r.above.shape[0]] = r.above[:, k_tau] / pixels
+            if boot:
+                per_map[s:s + r.above.shape[0]] = neg.per_map_pia_aucn(r.above[:, boot["ks"]], pixels)
         pia = 100 * sum_above / (m * pixels)
         aucn = 100 * neg.aucn_from_cdf(cdf, m)
         pia_extra = 100 * sum_extra / (m * pixels)
@@ -221,6 +251,11 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
         curves[f"{kind}_AUCN"] = aucn.tolist()
         per_sample[f"max_{kind}"] = neg_max[kind]
         per_sample[f"pia_{kind}"] = pia_tau
+        if boot:
+            tag = KIND_TAGS[kind]
+            per_sample_mean = per_map.reshape(n, seeds, -1, 2).mean(axis=1)
+            boot["at_tau"].update({f"pIA_{tag}": 100 * per_sample_mean[..., 0],
+                                   f"AUCN_{tag}": 100 * per_sample_mean[..., 1]})
 
     result = {
         "format": 1, "samples": n, "size": cfg.size, "config": dataclasses.asdict(cfg),
@@ -242,15 +277,55 @@ def compute_all(maps_pos: np.ndarray, gt: np.ndarray, maps_neg: Mapping[str, np.
         sep_kinds = [k for k in cfg.tau_negatives if k in neg_max]
         if sep_kinds:
             result["separability"] = neg.separability(pos_max, neg_max, sep_kinds)
-    result.update(_embedding_metrics(cfg, n, img_emb, aud_emb, retrieval_scores, labels))
+    result.update(_embedding_metrics(cfg, n, img_emb, aud_emb, retrieval_scores, labels, boot))
     result["tables"] = _paper_tables(result, cfg)
+    if boot:
+        result["intervals"] = _intervals(boot, cfg, pos_max, thr, tau, result, distributions)
     result["curves"] = curves
     if cfg.per_sample:
         result["per_sample"] = {k: np.asarray(v).tolist() for k, v in per_sample.items()}
     return result
 
 
-def _embedding_metrics(cfg, n, img_emb, aud_emb, scores, labels) -> dict:
+def _intervals(boot: dict, cfg: MetricConfig, pos_max: np.ndarray, thr: np.ndarray, tau: float, result: dict,
+               distributions: dict | None = None) -> dict:
+    """The bootstrap intervals of every column of Tables 1-4 (eval.metrics.bootstrap), as {"lo", "hi",
+    "undefined"} under the tables' keys, and of tau_U."""
+    vals = bs.SampleValues(pos_max=pos_max, neg_max=boot["neg"], tau_kinds=boot["tau_kinds"],
+                           sep_kinds=boot["sep_kinds"], tau_quantile=cfg.tau_quantile, linear=boot["linear"],
+                           at_tau=boot["at_tau"], ks=boot["ks"], thresholds=thr, fixed_tau=tau,
+                           img_emb=boot.get("img_emb"), aud_emb=boot.get("aud_emb"))
+    d = bs.distribution(boot["res"], vals, boot["quantiles"])
+    kinds = [k for k in NEGATIVE_KINDS if f"pIA_{KIND_TAGS[k]}" in d]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kinds and "cIoU_Uth" in d:
+            neg_pia = np.mean([100.0 - d[f"pIA_{KIND_TAGS[k]}"] for k in kinds], axis=0)
+            neg_aucn = np.mean([d[f"AUCN_{KIND_TAGS[k]}"] for k in kinds], axis=0)
+            d["FLOC"] = 2 * d["cIoU_Uth"] * neg_pia / (d["cIoU_Uth"] + neg_pia)
+            d["FAUC"] = 2 * d["AUC_Uth"] * neg_aucn / (d["AUC_Uth"] + neg_aucn)
+        if boot["sep_kinds"]:
+            d["Sep"] = d["Q1_pos"] - d["Q3_neg"]
+    magnitude = "modality_gap" if cfg.magnitude == "modality_gap" else "magnitude_pair_l2"
+    d["Separability"], d["Magnitude"] = d.get("Sep"), d.get(magnitude)
+    out = {"confidence": cfg.confidence, "resamples": cfg.bootstrap, "seed": cfg.bootstrap_seed,
+           "unit": "image group", "groups": boot["res"].num_groups,
+           "tau_band": [float(thr[boot["ks"]].min()), float(thr[boot["ks"]].max()), int(boot["ks"].size)],
+           "tau_U": bs.interval(d["tau_U"], cfg.confidence), "tables": {}}
+    for table, cols in result["tables"].items():
+        out["tables"][table] = {c: bs.interval(d[c], cfg.confidence) for c in cols
+                                if d.get(c) is not None and np.isfinite(cols[c])}
+        if distributions is not None:
+            distributions.update({(table, c): d[c] for c in out["tables"][table]})
+    if distributions is not None:
+        distributions["tau_U"] = d["tau_U"]
+    return out
+
+
+KIND_TAGS = {"silence": "S", "noise": "N", "offscreen": "O"}
+DIRECTION_TAGS = {"image_to_audio": "I2A", "audio_to_image": "A2I"}
+
+
+def _embedding_metrics(cfg, n, img_emb, aud_emb, scores, labels, boot=None) -> dict:
     out: dict = {}
     if (img_emb is None) != (aud_emb is None):
         raise MetricError("embeddings: give both img_emb and aud_emb, or neither")
@@ -263,6 +338,11 @@ def _embedding_metrics(cfg, n, img_emb, aud_emb, scores, labels) -> dict:
         _finite_or_fail("aud_emb", aud_emb)
         am = emb.alignment_magnitude(img_emb, aud_emb)
         out["embeddings"] = {**am, "magnitude": am[f"magnitude_{cfg.magnitude}"], "magnitude_reading": cfg.magnitude}
+        if boot:
+            v, a = emb.l2_normalize(img_emb, axis=1), emb.l2_normalize(aud_emb, axis=1)
+            boot["linear"].update(Alignment=np.sum(v * a, axis=1), magnitude_pair_l2=np.linalg.norm(v - a, axis=1))
+            if cfg.magnitude == "modality_gap":
+                boot["img_emb"], boot["aud_emb"] = v, a
     if scores is not None:
         scores = np.asarray(scores)
         if scores.shape != (n, n):
@@ -273,14 +353,21 @@ def _embedding_metrics(cfg, n, img_emb, aud_emb, scores, labels) -> dict:
         if labels.shape != (n,):
             raise MetricError(f"labels: expected {n} labels, got shape {labels.shape}")
         retr: dict = {}
+        matrices = {}
         if scores is not None:
-            retr["max_map"] = emb.retrieval(scores, labels, cfg.retrieval_ks, cfg.retrieval_exclude_self)
+            matrices["max_map"] = scores
         if img_emb is not None:
-            cos = emb.l2_normalize(img_emb, axis=1) @ emb.l2_normalize(aud_emb, axis=1).T
-            retr["cosine"] = emb.retrieval(cos, labels, cfg.retrieval_ks, cfg.retrieval_exclude_self)
+            matrices["cosine"] = emb.l2_normalize(img_emb, axis=1) @ emb.l2_normalize(aud_emb, axis=1).T
+        for name, mat in matrices.items():
+            retr[name] = emb.retrieval(mat, labels, cfg.retrieval_ks, cfg.retrieval_exclude_self)
         if retr:
             retr["table_score"] = cfg.retrieval_score if cfg.retrieval_score in retr else None
             out["retrieval"] = retr
+            if boot and retr["table_score"]:
+                per_query = emb.retrieval_per_query(matrices[retr["table_score"]], labels, cfg.retrieval_ks,
+                                                    cfg.retrieval_exclude_self)
+                for (direction, metric), values in per_query.items():
+                    boot["linear"][f"{DIRECTION_TAGS[direction]}_{metric}"] = values
     return out
 
 

@@ -71,3 +71,20 @@ def retrieval(scores: np.ndarray, labels: Sequence, ks: Sequence[int] = (1, 5, 1
             res[f"A@{k}"] = 100 * float(top.any(axis=1).mean())
         out[name] = res
     return out
+
+
+def retrieval_per_query(scores: np.ndarray, labels: Sequence, ks: Sequence[int] = (1, 5, 10),
+                        exclude_self: bool = False) -> dict:
+    """{(direction, "P@K" or "A@K"): [N] per query, in %}: what `retrieval` averages, query by query (the gallery is
+    the whole test set)."""
+    s = np.array(scores, dtype=np.float64)
+    if exclude_self:
+        np.fill_diagonal(s, -np.inf)
+    lab = np.asarray(labels)
+    out = {}
+    for name, mat in (("image_to_audio", s), ("audio_to_image", s.T)):
+        relevant = lab[np.argsort(-mat, axis=1, kind="stable")] == lab[:, None]
+        for k in ks:
+            out[(name, f"P@{k}")] = 100 * relevant[:, :k].sum(axis=1) / k
+            out[(name, f"A@{k}")] = 100 * relevant[:, :k].any(axis=1).astype(np.float64)
+    return out

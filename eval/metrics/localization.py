@@ -38,6 +38,15 @@ def auc21(ious: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.trapezoid(rates, GRID21, axis=-1)
 
 
+def auc21_per_sample(ious: np.ndarray) -> np.ndarray:
+    """Each sample's share of `auc21` (fractions): the trapezoid area of its own success indicator over the
+    21-point grid, so that auc21 of a list is the mean of these (NaN fails everywhere)."""
+    ious = np.asarray(ious, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        hits = np.stack([ious >= t for t in GRID21], axis=-1).astype(np.float64)
+    return np.trapezoid(hits, GRID21, axis=-1)
+
+
 def nan_to_zero(ious: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(ious), 0.0, ious)
 

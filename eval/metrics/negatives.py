@@ -37,6 +37,19 @@ def pia_cdf_counts(above: np.ndarray, pixels: int) -> np.ndarray:
     return np.stack([(above <= lim).sum(axis=0) for lim in limits])
 
 
+def per_map_pia_aucn(above: np.ndarray, pixels: int) -> np.ndarray:
+    """[..., 2]: each map's pIA (fraction) and its share of AUCN (the trapezoid area over the 21-point grid of its
+    own indicator pIA <= 0.05 k), from above counts [...]: the mean over maps of these is pIA and AUCN. The share
+    depends only on the count, so it is read from a table over 0..pixels."""
+    above = np.asarray(above)
+    step = np.diff(GRID21)
+    weights = np.concatenate([[step[0] / 2], (step[:-1] + step[1:]) / 2, [step[-1] / 2]])   # trapezoid rule
+    share = np.zeros(pixels + 1)
+    for t, w in zip(GRID21, weights):
+        share[:max_count_within(float(t), pixels) + 1] += w
+    return np.stack([above / pixels, share[above]], axis=-1)
+
+
 def aucn_from_cdf(cdf_counts: np.ndarray, n_maps: int) -> np.ndarray:
     """AUCN (fraction, not %) from pia_cdf_counts; works column-wise."""
     return np.trapezoid(np.asarray(cdf_counts, dtype=np.float64) / n_maps, GRID21, axis=0)

@@ -1,0 +1,25 @@
+"""Aggregation over training seeds: one metric's values from N runs of one recipe (runs/<name>/seed-<k>/) -> mean,
+sample standard deviation, the per-seed values, and for N >= 3 the 95% t interval of the mean over seeds
+(mean +- t(0.975, N - 1) s / sqrt(N); the t quantiles are tabulated for N - 1 <= 30, 1.96 beyond)."""
+from __future__ import annotations
+
+import math
+
+# Student's t, 0.975 quantile, for 1..30 degrees of freedom
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def aggregate(values: list[float]) -> dict:
+    """{"mean", "sd", "values", "lo", "hi"} over the finite values (lo / hi NaN for fewer than 3 of them)."""
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    nan = float("nan")
+    if not v:
+        return {"mean": nan, "sd": nan, "values": list(values), "lo": nan, "hi": nan}
+    n = len(v)
+    mean = sum(v) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1)) if n > 1 else nan
+    if n < 3:
+        return {"mean": mean, "sd": sd, "values": list(values), "lo": nan, "hi": nan}
+    half = (T975[n - 2] if n - 1 <= len(T975) else 1.96) * sd / math.sqrt(n)
+    return {"mean": mean, "sd": sd, "values": list(values), "lo": mean - half, "hi": mean + half}

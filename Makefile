@@ -4,7 +4,7 @@ VENV    ?= .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-slow gpu-check gpu-wheels clean
+.PHONY: install demo reproduce test test-slow gpu-check gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	PYTHON=$(PYTHON) bash scripts/demo.sh demo
+
+# baseline and SSL-SaN with 3 seeds on the four test sets, and Table 4 with 3 seeds (README: "Claims, with seeds")
+reproduce: $(STAMP)
+	PYTHON=$(PYTHON) bash scripts/reproduce.sh reproduce
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5 treated as success)"; rc=0; fi; exit $$rc

@@ -43,3 +43,14 @@ def test_unknown_row_is_a_one_line_error(tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "eval.ablate", "--config", "x.yaml", "--data", str(tmp_path),
                         "--out", str(tmp_path), "--rows", "none,bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "bogus" in r.stderr
+
+
+def test_seeds_train_every_row_once_per_seed(tmp_path: Path):
+    from eval.ablate import ROWS, train_command
+    cmd = train_command("r.yaml", tmp_path, ROWS[1], 1, ["max_steps=2"], seeds=[1, 2, 3])
+    assert cmd[-2:] == ["max_steps=2", "seeds=[1,2,3]"] and "name=S" in cmd
+    assert not any(a.startswith("seeds=") for a in train_command("r.yaml", tmp_path, ROWS[1], 1, [], seeds=[]))
+    (tmp_path / "r.yaml").write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "eval.ablate", "--config", str(tmp_path / "r.yaml"), "--data",
+                        str(tmp_path), "--out", str(tmp_path / "a"), "--seeds", "-1"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --seeds: expected 0 or more, got -1"

@@ -375,7 +375,7 @@ def paired_rows(results: list[Result]) -> list:
     """[(A, B, paired differences)] for each test set with exactly two measured rows A, B (two checkpoints) that
     scored the same samples; scored under A's config.yaml."""
     by_set: dict[str, list[Result]] = {}
-    for r in results:
+    for r in _order(results):                  # the paper's order of test sets
         if not r.published:
             by_set.setdefault(r.testset, []).append(r)
     pairs = []

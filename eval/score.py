@@ -2,7 +2,8 @@
 
 Reads per-sample raw maps (positive, silence, noise, offscreen; any h x w), ground-truth masks or boxes, and optional
 embeddings, scores and labels (the layout is in docs/SCORE_FORMAT.md), runs `eval.metrics.compute_all`, and writes
-DIR/metrics.json (every number; NaN written as null) and DIR/config.yaml (the resolved MetricConfig). Options:
+DIR/metrics.json (every number, with the bootstrap intervals of Tables 1-4 over the `groups`, else over samples;
+NaN written as null) and DIR/config.yaml (the resolved MetricConfig). Options:
 `--config FILE` and trailing `key=value` overrides of MetricConfig (e.g. `tau=0.3338`), `--calibration FILE` to take
 tau_U from the negative maps of another file (e.g. VGG-SS when scoring IS3).
 """

@@ -70,15 +70,8 @@ def bootstrap_workload(n: int, draws: int, resamples: int, seed: int):
 
 def bench_bootstrap(args) -> int:
     res, vals = bootstrap_workload(args.maps, args.draws, args.resamples, args.seed)
-    t0 = time.perf_counter()
-    bs.distribution(bs.Resampling(res.groups, 2, args.seed), vals)
-    warmup = time.perf_counter() - t0
-    times, cpu = [], []
-    for _ in range(args.repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fast = bs.distribution(res, vals)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    warmup, times, cpu, fast = _timed(lambda: bs.distribution(bs.Resampling(res.groups, 2, args.seed), vals),
+                                      lambda: bs.distribution(res, vals), args.repeats)
     t0 = time.perf_counter()
     ref = bs.reference_distribution(bs.Resampling(res.groups, args.ref_resamples, args.seed), vals)
     ref_s = (time.perf_counter() - t0) / args.ref_resamples * args.resamples
@@ -99,8 +92,26 @@ def bench_bootstrap(args) -> int:
     print(f"numpy loop : {ref_s:.1f} s, extrapolated from {args.ref_resamples} resamples")
     print(f"speedup    : {numbers['speedup']:.0f}x; largest difference on the reference resamples {worst:.1e}")
     print(f"goal (10,000 resamples < 10 s, equal to the reference): {'met' if numbers['goal_met'] else 'NOT met'}")
-    if args.out:
-        atomic_write_text(args.out, json.dumps(numbers, indent=1) + "\n")
+    return _write(numbers, args.out)
+
+
+def _timed(warm, run, repeats: int) -> tuple[float, list[float], list[float], object]:
+    """(warm-up seconds, wall and CPU seconds of each of `repeats` runs, the last run's result)."""
+    t0 = time.perf_counter()
+    warm()
+    warmup = time.perf_counter() - t0
+    times, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = run()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return warmup, times, cpu, result
+
+
+def _write(numbers: dict, out: str | None) -> int:
+    if out:
+        atomic_write_text(out, json.dumps(numbers, indent=1) + "\n")
     return 0
 
 
@@ -131,15 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     thr = np.linspace(-1.0, 1.0, args.thresholds)
     grid = ThresholdGrid(thr)
 
-    t0 = time.perf_counter()
-    sweep(maps[:2], grid, gt[:2], size=args.size, ssltie=True)
-    warmup = time.perf_counter() - t0
-    numba_times, numba_cpu = [], []
-    for _ in range(args.repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = sweep(maps, grid, gt, size=args.size, ssltie=True)
-        numba_times.append(time.perf_counter() - t0)
-        numba_cpu.append(time.process_time() - c0)
+    warmup, numba_times, numba_cpu, res = _timed(lambda: sweep(maps[:2], grid, gt[:2], size=args.size, ssltie=True),
+                                                 lambda: sweep(maps, grid, gt, size=args.size, ssltie=True),
+                                                 args.repeats)
     numba_s = statistics.median(numba_times)
 
     per_map = []
@@ -173,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"numpy ref   : {numpy_s:.1f} s, {how}")
     print(f"speedup     : {speedup:.0f}x; counts identical on the reference maps: {same}")
     print(f"goal (>= 100x and < 3 s): {'met' if numbers['goal_met'] else 'NOT met'}")
-    if args.out:
-        atomic_write_text(args.out, json.dumps(numbers, indent=1) + "\n")
-    return 0
+    return _write(numbers, args.out)
 
 
 if __name__ == "__main__":

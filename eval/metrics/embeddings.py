@@ -55,21 +55,11 @@ def alignment_magnitude(img_emb: np.ndarray, aud_emb: np.ndarray) -> dict:
 
 
 def retrieval(scores: np.ndarray, labels: Sequence, ks: Sequence[int] = (1, 5, 10), exclude_self: bool = False) -> dict:
-    """P@K and A@K (%) in both directions from an image-by-audio score matrix and per-sample class labels."""
-    s = np.array(scores, dtype=np.float64)
-    if exclude_self:
-        np.fill_diagonal(s, -np.inf)
-    lab = np.asarray(labels)
-    out = {}
-    for name, mat in (("image_to_audio", s), ("audio_to_image", s.T)):
-        order = np.argsort(-mat, axis=1, kind="stable")
-        relevant = lab[order] == lab[:, None]
-        res = {}
-        for k in ks:
-            top = relevant[:, :k]
-            res[f"P@{k}"] = 100 * float(top.sum(axis=1).mean() / k)
-            res[f"A@{k}"] = 100 * float(top.any(axis=1).mean())
-        out[name] = res
+    """P@K and A@K (%) in both directions from an image-by-audio score matrix and per-sample class labels: the means
+    over queries of `retrieval_per_query`."""
+    out: dict = {"image_to_audio": {}, "audio_to_image": {}}
+    for (direction, metric), values in retrieval_per_query(scores, labels, ks, exclude_self).items():
+        out[direction][metric] = float(values.mean())
     return out
 
 
@@ -87,4 +77,4 @@ def retrieval_per_query(scores: np.ndarray, labels: Sequence, ks: Sequence[int] 
         for k in ks:
             out[(name, f"P@{k}")] = 100 * relevant[:, :k].sum(axis=1) / k
             out[(name, f"A@{k}")] = 100 * relevant[:, :k].any(axis=1).astype(np.float64)
-    return out
+    return out      # in the order of `retrieval`'s dict: P@1, A@1, P@5, ... per direction

@@ -83,7 +83,7 @@ def bench_bootstrap(args) -> int:
                "numba_runs_s": times, "numba_median_s": fast_s, "numba_cpu_median_s": statistics.median(cpu),
                "load_average_1min": os.getloadavg()[0], "numpy_ref_resamples": args.ref_resamples,
                "numpy_estimated_s": ref_s, "speedup": ref_s / fast_s, "max_abs_difference": worst,
-               "goal_met": bool(fast_s < 10.0 and worst < 1e-9)}
+               "goal_met": bool(args.resamples >= 10000 and args.maps >= 5158 and fast_s < 10.0 and worst < 1e-9)}
     print(f"workload: {args.maps} samples, silence + {args.draws} noise + {args.draws} offscreen draws each, "
           f"{numbers['columns']} columns, {args.resamples} resamples; numba threads {numbers['numba_threads']}")
     print(f"numba      : median {fast_s:.2f} s over {args.repeats} runs {[round(t, 2) for t in times]} (compile/load "
@@ -91,7 +91,8 @@ def bench_bootstrap(args) -> int:
           f"{numbers['load_average_1min']:.1f}")
     print(f"numpy loop : {ref_s:.1f} s, extrapolated from {args.ref_resamples} resamples")
     print(f"speedup    : {numbers['speedup']:.0f}x; largest difference on the reference resamples {worst:.1e}")
-    print(f"goal (10,000 resamples < 10 s, equal to the reference): {'met' if numbers['goal_met'] else 'NOT met'}")
+    print(f"goal (10,000 resamples of a 5,158-sample set < 10 s, equal to the reference): "
+          f"{'met' if numbers['goal_met'] else 'NOT met'}")
     return _write(numbers, args.out)
 
 

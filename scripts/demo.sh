@@ -10,19 +10,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 t0=$(date +%s)
 say() { echo "[demo $(( $(date +%s) - t0 ))s] $*"; }
 
-say "1/5 synthetic VGGSound-like corpus -> $OUT/vggsound"
-$PY -m pipeline.synth --out "$OUT/vggsound" --clips 240 --seconds 3 --classes 4 --seed 11 \
-  --is3-images 24 --s4-videos 12 --clean-per-class 2 test_fraction=0.15
-
-say "2/5 shards -> $OUT/shards/vggsound"
-$PY -m pipeline.shard --src "$OUT/vggsound" --out "$OUT/shards/vggsound" --shard-size 32 --val-fraction 0.15
-
+say "1-2/5 synthetic VGGSound-like corpus -> $OUT/vggsound, shards -> $OUT/shards/vggsound, IS3+"
+PYTHON=$PY bash "$(dirname "$0")/demo_corpus.sh" "$OUT"
 T="$OUT/vggsound/testsets"
-if [ ! -e "$T/is3plus/.complete" ]; then
-  $PY -m eval.is3plus --is3 "$T/is3" --clean-audio "$T/is3_clean_audio" \
-    --mapping "$T/is3_clean_audio/class_mapping.json" --out "$T/is3plus"
-  touch "$T/is3plus/.complete"
-fi
 
 for model in ssl_tie ssl_san; do
   if [ "$model" = ssl_tie ]; then

@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.thresholds} thresholds, GT boxes; numba threads {numbers['numba_threads']}, cpus {os.cpu_count()}")
     print(f"numba sweep : median {numba_s:.3f} s over {args.repeats} runs {[round(t, 3) for t in numba_times]} "
           f"(first-call compile/load {warmup:.1f} s, not counted); process CPU time "
-          f"{numbers['numba_cpu_median_s']:.3f} s over all threads; 1-min load average {numbers['load_average_1min']:.1f}")
+          f"{numbers['numba_cpu_median_s']:.3f} s over all threads; 1-min load average "
+          f"{numbers['load_average_1min']:.1f}")
     print(f"numpy ref   : {numpy_s:.1f} s, {how}")
     print(f"speedup     : {speedup:.0f}x; counts identical on the reference maps: {same}")
     print(f"goal (>= 100x and < 3 s): {'met' if numbers['goal_met'] else 'NOT met'}")

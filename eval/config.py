@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from eval.metrics import MetricConfig
-from pipeline.common.config import check_range, require
 from eval.offscreen import OFFSCREEN_SEEDS
+from pipeline.common.config import check_range, require
 
 # What scoring a store writes (eval.rescore), and what an eval.run results folder holds: the store besides. A command
 # that replaces such a folder's files refuses one holding anything else (pipeline.common.outputs.replacing).
@@ -22,7 +22,7 @@ class EvalConfig:
     out: str = ""                  # results/NAME
     name: str = ""                 # model name in tables; empty: the training run's folder name
     gt: str = "auto"               # auto (boxes on VGG-SS, masks elsewhere, as the paper) | box | mask
-    subset: str = ""               # file of sample / group ids to score (e.g. SSL-TIE's test_vggss_4911.txt); empty: all
+    subset: str = ""               # file of sample / group ids to score (SSL-TIE's test_vggss_4911.txt...); "": all
     allow_missing: bool = False    # score the samples whose files are there instead of refusing a set missing some
     seeds: list[int] = field(default_factory=lambda: list(OFFSCREEN_SEEDS))  # one evaluation pass per seed
     audio_seconds: float = 0.0     # 0: the test set's length (10 s VGG-SS / IS3 / IS3+, 5 s S4)

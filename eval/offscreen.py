@@ -4,8 +4,9 @@
   with `choice(sorted(classes - excluded))`, then one audio of that class from the same test set. The excluded classes
   are the labels of every sample that shares i's image (its own class on VGG-SS and S4, both targets' classes on IS3 /
   IS3+) and every class the annotation lists as visible in that image (`Sample.visible`: the synthetic test sets
-  record it; the real VGG-SS and S4 annotations name only the sounding class, so there only that one is known). An audio is chosen once per distinct file (S4's five frames share one wav). Default seeds: the ICASSP
-  evaluation's ten, 1234 ... 9999. The chosen audio is processed exactly like a positive, so its embedding is the
+  record it; the real VGG-SS and S4 annotations name only the sounding class, so there only that one is known). An
+  audio is chosen once per distinct file (S4's five frames share one wav). Default seeds: the ICASSP evaluation's
+  ten, 1234 ... 9999. The chosen audio is processed exactly like a positive, so its embedding is the
   positive embedding of the sample it belongs to.
 The silence and noise inputs come from `pipeline.load.negatives`, the one place that builds them for training and
 evaluation.

@@ -263,7 +263,8 @@ def _seeds_section(groups: dict) -> list[str]:
     and, from 3 seeds, the 95% t interval of the mean over seeds."""
     md = ["## Seeds", "", "Recipes trained with several seeds: mean and standard deviation over the seeds, each seed's "
           "value, and from 3 seeds the 95% t interval of the mean (eval.seeds).", "",
-          "| Test set | Model | Metric | mean | sd | per seed | 95% interval over seeds |", "|---|---|---|---:|---:|---|---|"]
+          "| Test set | Model | Metric | mean | sd | per seed | 95% interval over seeds |",
+          "|---|---|---|---:|---:|---|---|"]
     for (testset, model), rows in groups.items():
         seeds = ", ".join(str(r.info["train_seed"]) for r in rows)
         for key, (_, cols) in TABLES.items():
@@ -284,7 +285,8 @@ def _paired_section(pairs: list, w) -> list[str]:
     md = ["## Paired differences (each row minus the first row of its test set, on the same samples)", "",
           f"B - A, the {100 * first['confidence']:.0f}% paired-bootstrap interval ({first['resamples']:,} resamples "
           "drawing the same image groups for both) and the two-sided bootstrap p-value; * marks an interval that "
-          "excludes 0.", "", "| Test set | B - A | Table | Metric | B - A | interval | p |", "|---|---|---|---|---:|---|---:|"]
+          "excludes 0.", "", "| Test set | B - A | Table | Metric | B - A | interval | p |",
+          "|---|---|---|---|---:|---|---:|"]
     for a, b, diff in pairs:
         name = f"{b.model} - {a.model}"
         for table, (_, cols) in TABLES.items():

@@ -5,10 +5,10 @@ keeps (every referenced image, audio and mask file must exist, unless `allow_mis
 given; the coverage is recorded in `notes`): one `Sample` per (image, audio) pair with its class label, its image
 group and its ground truth, which `TestSet.gt(i)` rasterises as a binary uint8 [224, 224] map (REFERENCE.md D.2, E):
 - VGG-SS (`vggss.json`, or `annotations.json` / `vggss_annotations.json` as the public code names it, a list of
-  {file, class, bbox: [[x1, y1, x2, y2], ...]} normalised to the frame;
-  frames/{file}.jpg, audio/{file}.wav): every coordinate is clipped to [0, 1], multiplied by 224 and truncated to an
-  int; the GT is the union of the boxes. Degenerate and corrupt boxes (zero width, the -2.88e16 sentinel) are kept clipped, so a clip whose
-  boxes are all degenerate has an empty GT; such clips stay in the set (as in the ICASSP evaluation) and are listed in
+  {file, class, bbox: [[x1, y1, x2, y2], ...]} normalised to the frame; frames/{file}.jpg, audio/{file}.wav): every
+  coordinate is clipped to [0, 1], multiplied by 224 and truncated to an int; the GT is the union of the boxes.
+  Degenerate and corrupt boxes (zero width, the -2.88e16 sentinel) are kept clipped, so a clip whose boxes are all
+  degenerate has an empty GT; such clips stay in the set (as in the ICASSP evaluation) and are listed in
   `TestSet.notes`.
 - IS3 (`IS3_annotation.json`, or SSL-Align's `synthetic3240_bbox.json`, one record per annotation with `image`,
   `audio` (only the file name is used), `gt_box` in 224-pixel coordinates and an optional `class`/`category`;

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.metrics import MetricConfig, compute_all
-from eval.metrics import bootstrap as bs
+from eval.metrics import MetricConfig, bootstrap as bs, compute_all
 
 
 def _values(n: int, groups, seed: int = 0, *, seeds: int = 3, fixed_tau: float | None = None, gap: bool = False,

@@ -75,9 +75,9 @@ def test_dali_gpu_training_batches_are_statistically_equivalent(shard_dir):
 
 
 def test_the_loader_and_a_training_step_never_wait_for_the_gpu(tmp_path):
+    from pipeline.common.config import load_config
     from pipeline.load import features
     from pipeline.load.dali import full_tensors
-    from pipeline.common.config import load_config
     from trainer.config import TrainConfig
     from trainer.train import Trainer
     sys.path.insert(0, str(ROOT / "tests"))
@@ -130,7 +130,8 @@ def _train(args, launch=None, timeout=600):
 
 
 def test_compiled_bf16_training_on_the_dali_gpu_loader_then_resume(shard_dir, synth_corpus, tmp_path):
-    common = [f"output_root={tmp_path}", f"data.shard_dir={shard_dir}", f"data.synth_json={synth_corpus / 'synth.json'}",
+    common = [f"output_root={tmp_path}", f"data.shard_dir={shard_dir}",
+              f"data.synth_json={synth_corpus / 'synth.json'}",
               "model.width=16", "optim.batch_size=4", "optim.lr=1e-3", "data.loader.device=cuda",
               "data.loader.image_size=96", "data.loader.clip_seconds=2.0", "data.loader.window_seconds=1.0",
               "data.loader.workers=2", "precision=bf16", "channels_last=true", "compile=true", "log_every=1",

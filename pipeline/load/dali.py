@@ -148,8 +148,8 @@ def _graph(*, tars, indexes, shard_id, num_shards, shuffle, shuffle_buffer, read
         start = room // 2
     if full:
         piece = fn.slice(wave, start, win, axes=[0])
-        out_audio = _power_spectrogram(piece.gpu() if gpu else piece, win, input_samples=input_samples, doublings=doublings,
-                             device=device)
+        out_audio = _power_spectrogram(piece.gpu() if gpu else piece, win, input_samples=input_samples,
+                                       doublings=doublings, device=device)
     else:
         out_audio = fn.slice(wave, start, fn.constant(idata=window_samples, dtype=types.INT64), axes=[0],
                              out_of_bounds_policy="pad")  # zeros past a short clip

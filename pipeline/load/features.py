@@ -22,6 +22,7 @@ import torch
 import torchaudio.functional as AF
 
 from pipeline.shard.format import SAMPLE_RATE
+
 N_FFT = 512
 HOP = 239
 N_MELS = 257

@@ -17,11 +17,11 @@ Both loaders read the same plan, so they see the same samples in the same order:
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
 import tarfile
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -161,6 +161,7 @@ def test_a_list_of_seeds_trains_one_run_per_seed(tmp_path):
     (tmp_path / "stopped" / "STOP").touch()                   # slurm/train.sbatch's stop file, for the whole list
     r = _train(tmp_path, "name=stopped", "max_steps=3", "seeds=[1,2]")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "stopped/seed-1/checkpoints/step_00000001").is_dir() and not (tmp_path / "stopped/seed-2").exists()
+    assert (tmp_path / "stopped/seed-1/checkpoints/step_00000001").is_dir()
+    assert not (tmp_path / "stopped/seed-2").exists()
     bad = _train(tmp_path, "name=twice", "seeds=[1,1]")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: seeds: each seed once, got [1, 1]"

@@ -3,8 +3,8 @@ tensors: `python -m trainer.bench [--config FILE] [--batch 32] [--precision bf16
 
 Measures samples/s over `--steps` timed optimizer steps after `--warmup` untimed ones, on CUDA when available, else
 the CPU. Unless `--no-baseline`, the SSL-TIE-style loop is measured beside it: fp32, eager, contiguous tensors and
-the audio encoded once per view (SSL-TIE's code calls the whole model on each view), Adam unfused. Data loading is not included
-(`python -m pipeline.bench load` measures the loaders). Prints a table and, with `--json`, writes the rows.
+the audio encoded once per view (SSL-TIE's code calls the whole model on each view), Adam unfused. Data loading is
+not included (`python -m pipeline.bench load` measures the loaders). Prints a table and, with `--json`, writes the rows.
 """
 from __future__ import annotations
 

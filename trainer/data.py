@@ -3,8 +3,9 @@
 `source: shards` builds `pipeline.load.build.build_loader` for the train and val splits with the per-process
 micro-batch.
 `source: random` yields seeded random images / log-mels (no files, no decoding): for benchmarks and loop tests that
-must not depend on the data pipeline. `DevicePrefetch` puts the batches on the training device. Both expose what the loop needs: iteration over one epoch of batches with
+must not depend on the data pipeline. Both expose what the loop needs: iteration over one epoch of batches with
 `.image`, `.logmel`, `.label`, `.key`, plus `set_epoch`, `state_dict` and `load_state_dict` (mid-epoch resume).
+`DevicePrefetch` puts the batches on the training device.
 """
 from __future__ import annotations
 

@@ -3,9 +3,11 @@
 - `testsets/vggss/vggss.json`: LVS/EZ-VSL/SSL-Align's VGG-SS list `[{file, class, bbox: [[x1, y1, x2, y2], ...]}]`,
   normalized to the full frame, plus `visible`: the classes of every object in the frame (a field the real files do
   not have; the evaluator's offscreen draw excludes them, as it does on IS3, so offscreen audio is off screen); a few
-  deliberately corrupt boxes (zero size, the -2.88e16 sentinel) as in the real file. `class_files_dict.json`: `{class: [file, ...]}` (what the ICASSP code draws offscreen audio from).
+  deliberately corrupt boxes (zero size, the -2.88e16 sentinel) as in the real file. `class_files_dict.json`:
+  `{class: [file, ...]}` (what the ICASSP code draws offscreen audio from).
 - `testsets/is3/`: `IS3_annotation.json` `[{image, audio, gt_box, gt_mask, class, visible}]` (box in 224-pixel
-  coordinates, class = the VGGSound label; file stems `{clsA}_{clsB}_{id}_{target}` use the short names without underscores),
+  coordinates, class = the VGGSound label; file stems `{clsA}_{clsB}_{id}_{target}` use the short names without
+  underscores),
   SSL-Align's `synthetic3240_bbox.json` `[{image, audio, gt_box}]` and `synthetic3240_seg.json`
   `[{image, audio, gt_box: mask path, offset: 1}]`, and `class_files_dict.json` `{class: [stem, ...]}`.
   Paths are relative to the test-set folder (the public readers keep only the file name).

@@ -177,8 +177,8 @@ class TrainConfig:
 
 # Keys that steer a run without changing what it learns: a resumed run may change them freely.
 RUN_CONTROL = ("name", "output_root", "seeds", "epochs", "max_steps", "log_every", "val_every", "val_batches",
-               "val_at_start", "ckpt_every", "keep_checkpoints", "compile", "channels_last", "deterministic", "data.shard_dir",
-               "data.synth_json", "data.loader.workers", "data.loader.device")
+               "val_at_start", "ckpt_every", "keep_checkpoints", "compile", "channels_last", "deterministic",
+               "data.shard_dir", "data.synth_json", "data.loader.workers", "data.loader.device")
 
 
 def recipe_differences(saved: dict, given: dict) -> list[str]:

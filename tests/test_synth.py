@@ -127,7 +127,10 @@ def test_vggss_testset_format(synth_corpus):
     assert [r["file"] for r in recs] == test_ids
     degenerate = sentinel = 0
     for r in recs:
-        assert set(r) == {"file", "class", "bbox"} and r["class"] == meta[r["file"]]["label"]
+        assert set(r) == {"file", "class", "bbox", "visible"} and r["class"] == meta[r["file"]]["label"]
+        # every object in the frame, from the generator's own record: the sounding one and each distractor
+        drawn = {r["class"]} | {d["label"] for d in meta[r["file"]]["distractors"]}
+        assert r["visible"] == sorted(drawn)
         assert (synth_corpus / "video" / f"{r['file']}.mp4").is_file()
         with Image.open(d / "frames" / f"{r['file']}.jpg") as im:
             assert im.format == "JPEG" and im.size == (meta[r["file"]]["width"], meta[r["file"]]["height"])
@@ -202,10 +205,14 @@ def test_s4_testset_format(synth_corpus):
     d = synth_corpus / "testsets/s4"
     with open(d / "s4_meta_data.csv", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["name", "start_time", "category", "split"] and len(rows) == 1 + SYNTH_FIXTURE["s4_videos"]
+    assert rows[0] == ["name", "start_time", "category", "split", "visible"]
+    assert len(rows) == 1 + SYNTH_FIXTURE["s4_videos"]
+    categories = {c["s4_category"] for c in _meta(synth_corpus)["classes"]}
     boxes = {b["image"]: b["gt_box"] for b in json.loads((d / "s4_box.json").read_text())}
-    for name, _, cat, split in rows[1:]:
+    for name, _, cat, split, visible in rows[1:]:
         assert split == "test" and ID_RE.match(name) and " " not in cat
+        seen = visible.split(";")
+        assert cat in seen and seen == sorted(set(seen)) and set(seen) <= categories
         for k in range(1, 6):
             rel = f"visual_frames/test/{cat}/{name}/{name}_{k}.png"
             with Image.open(d / rel) as im:

@@ -9,7 +9,9 @@ states its coverage (samples scored / annotated); rows of one test set that scor
 unless `--mixed-coverage`.
 Rows of one recipe trained with several seeds (eval.run records each checkpoint's seed) are labelled <model>/seed-<k>
 and preceded by the recipe's row over its seeds (mean ± standard deviation; section Seeds: per-seed values and the 95%
-t interval); a test set with exactly two rows gets their paired differences (eval.compare).
+t interval); each further such recipe of a test set is compared with the first one over seeds (difference of the
+means, Welch interval: section Recipes compared over seeds), and a test set with exactly two rows gets their paired
+differences (eval.compare).
 Writes OUT/tables.md (cells `value ± half-width` of the bootstrap interval, eval.metrics.bootstrap, and a caption
 under each table saying what the rows are), OUT/tables.csv (long format: table, testset, model, column, value, lo,
 hi: the interval's ends), OUT/maxima.png (tau_U with its interval) and OUT/overlays_{testset}_{model}.png.
@@ -35,7 +37,7 @@ from eval.config import EvalConfig  # noqa: E402
 from eval.errors import EvalError  # noqa: E402
 from eval.metrics.upsample import upsample  # noqa: E402
 from eval.paper import paper_rows  # noqa: E402
-from eval.seeds import aggregate  # noqa: E402
+from eval.seeds import aggregate, difference  # noqa: E402
 from eval.store import Store, read_store  # noqa: E402
 from pipeline.common.atomic import atomic_open, atomic_write_text  # noqa: E402
 from pipeline.common.cli import Parser, run_cli  # noqa: E402
@@ -149,14 +151,17 @@ def _interval(r: Result, table: str, key: str) -> dict | None:
 
 
 def _caption(results: list[Result]) -> str:
-    """Who each row is: samples, image groups resampled, seeds of the negative draws, resamples; and what a row over
-    training seeds shows."""
-    parts = []
-    groups = {(r.testset, r.base_model) for r in results if r.one_of_seeds}
-    for testset, model in sorted(groups):
-        n = sum(1 for r in results if r.one_of_seeds and (r.testset, r.base_model) == (testset, model))
-        parts.append(f"{TESTSET_TITLES.get(testset, testset)} / {model} ({n} seeds): mean ± standard deviation over "
-                     f"its {n} training seeds (their 95% t interval: section Seeds)")
+    """Who the rows are: for each test set its samples, the noise and offscreen draws a sample, the image groups
+    resampled and the resamples (rows with the same description share one clause); and what a row over training
+    seeds shows."""
+    recipes = {}                      # "<model> (<n> seeds)" in first-seen order
+    for r in results:
+        if r.one_of_seeds:
+            n = sum(1 for q in results if q.one_of_seeds and (q.testset, q.base_model) == (r.testset, r.base_model))
+            recipes.setdefault(f"{r.base_model} ({n} seeds)", None)
+    parts = [", ".join(recipes) + ": mean ± standard deviation over the training seeds (their 95% t interval: "
+             "section Seeds)"] if recipes else []
+    by_testset: dict[str, dict[str, list[str]]] = {}
     for r in results:
         if r.published:
             continue
@@ -164,8 +169,15 @@ def _caption(results: list[Result]) -> str:
         seeds = len(r.info.get("seeds") or [])
         what = (f"± half-width of the {100 * iv['confidence']:.0f}% bootstrap interval over {iv['groups']:,} "
                 f"image groups, {iv['resamples']:,} resamples" if iv else "no intervals")
-        parts.append(f"{TESTSET_TITLES.get(r.testset, r.testset)} / {r.model}: {r.coverage} samples, {seeds} "
-                     f"noise and offscreen draws a sample; {what}")
+        desc = f"{r.coverage} samples, {seeds} noise and offscreen draws a sample; {what}"
+        by_testset.setdefault(r.testset, {}).setdefault(desc, []).append(r.model)
+    for testset, descs in by_testset.items():
+        title = TESTSET_TITLES.get(testset, testset)
+        models = [m for ms in descs.values() for m in ms]
+        if len(descs) == 1 and len(models) > 1:
+            parts.append(f"{title}, all {len(models)} measured rows: {next(iter(descs))}")
+        else:
+            parts += [f"{title} / {', '.join(ms)}: {desc}" for desc, ms in descs.items()]
     return "Rows: " + "; ".join(parts) + "." if parts else ""
 
 
@@ -253,6 +265,7 @@ def tables(results: list[Result], pairs: list | None = None) -> tuple[str, str]:
         w.writerow(["coverage", r.testset, r.model, "samples", r.coverage, "", ""])
     if groups:
         md += ["", *_seeds_section(groups)]
+        md += _recipe_differences(groups, w)
     if pairs:
         md += ["", *_paired_section(pairs, w)]
     return "\n".join(md) + "\n", buf.getvalue()
@@ -276,6 +289,40 @@ def _seeds_section(groups: dict) -> list[str]:
                 span = "—" if math.isnan(agg["lo"]) else f"[{_fmt(agg['lo'], h)}, {_fmt(agg['hi'], h)}]"
                 md.append(f"| {TESTSET_TITLES.get(testset, testset)} | {model} (seeds {seeds}) | {key[-1]}: {h} | "
                           f"{_fmt(agg['mean'], h)} | {_fmt(agg['sd'], h)} | {each} | {span} |")
+    return md
+
+
+def _recipe_differences(groups: dict, w) -> list[str]:
+    """For each test set with two or more recipes evaluated over seeds: every recipe minus the first one, mean over
+    seeds, with its 95% Welch interval (eval.seeds.difference); CSV rows under table `seeds_diff`."""
+    by_set: dict[str, list] = {}
+    for (testset, model), rows in groups.items():
+        by_set.setdefault(testset, []).append((model, rows))
+    pairs = [(recipes[0], other) for recipes in by_set.values() for other in recipes[1:]]
+    if not pairs:
+        return []
+    md = ["", "## Recipes compared over seeds", "",
+          "Each recipe minus the first one of its test set, difference of their means over training seeds, with the "
+          "95% Welch interval "
+          "(degrees of freedom rounded down); * marks an interval that excludes 0. Seeds vary the training run, "
+          "the test samples are the same: this is the variation the paired bootstrap of two checkpoints does not "
+          "see.", "", "| Test set | B - A | Table | Metric | B - A | 95% interval | seeds |",
+          "|---|---|---|---|---:|---|---|"]
+    for (ma, ra), (mb, rb) in pairs:
+        testset = ra[0].testset
+        name = f"{mb} - {ma}"
+        for key, (_, cols) in TABLES.items():
+            for h, k in cols:
+                d = difference([lookup(r.metrics, f"tables.{key}.{k}") for r in ra],
+                               [lookup(r.metrics, f"tables.{key}.{k}") for r in rb])
+                if math.isnan(d["diff"]):
+                    continue
+                mark = " *" if d["lo"] > 0 or d["hi"] < 0 else ""
+                span = "—" if math.isnan(d["lo"]) else f"[{_fmt(d['lo'], h)}, {_fmt(d['hi'], h)}]"
+                md.append(f"| {TESTSET_TITLES.get(testset, testset)} | {name} | {key[-1]} | {h} | "
+                          f"{_fmt(d['diff'], h)}{mark} | {span} | {len(ra)} vs {len(rb)} |")
+                w.writerow(["seeds_diff", testset, name, f"{key}.{h}", repr(d["diff"]), repr(d["lo"]),
+                            repr(d["hi"]), ""])
     return md
 
 

@@ -1,6 +1,8 @@
 """Aggregation over training seeds: one metric's values from N runs of one recipe (runs/<name>/seed-<k>/) -> mean,
 sample standard deviation, the per-seed values, and for N >= 3 the 95% t interval of the mean over seeds
-(mean +- t(0.975, N - 1) s / sqrt(N); the t quantiles are tabulated for N - 1 <= 30, 1.96 beyond)."""
+(mean +- t(0.975, N - 1) s / sqrt(N); the t quantiles are tabulated for N - 1 <= 30, 1.96 beyond); and the
+difference of two recipes' means over their seeds with its 95% Welch interval (the Welch-Satterthwaite degrees of
+freedom rounded down, which widens the interval: a conservative reading of the table)."""
 from __future__ import annotations
 
 import math
@@ -23,3 +25,26 @@ def aggregate(values: list[float]) -> dict:
         return {"mean": mean, "sd": sd, "values": list(values), "lo": nan, "hi": nan}
     half = (T975[n - 2] if n - 1 <= len(T975) else 1.96) * sd / math.sqrt(n)
     return {"mean": mean, "sd": sd, "values": list(values), "lo": mean - half, "hi": mean + half}
+
+
+def _t975(df: float) -> float:
+    k = max(1, math.floor(df))
+    return T975[k - 1] if k <= len(T975) else 1.96
+
+
+def difference(a: list[float], b: list[float]) -> dict:
+    """Mean of b minus mean of a over their finite values, with its 95% Welch interval: {"diff", "lo", "hi", "df"}
+    (lo / hi / df NaN with fewer than 2 values on either side; a zero spread on both sides gives lo = hi = diff)."""
+    va, vb = ([float(x) for x in v if x is not None and math.isfinite(x)] for v in (a, b))
+    nan = float("nan")
+    if not va or not vb:
+        return {"diff": nan, "lo": nan, "hi": nan, "df": nan}
+    diff = sum(vb) / len(vb) - sum(va) / len(va)
+    if len(va) < 2 or len(vb) < 2:
+        return {"diff": diff, "lo": nan, "hi": nan, "df": nan}
+    qa, qb = (aggregate(v)["sd"] ** 2 / len(v) for v in (va, vb))
+    if qa + qb == 0:
+        return {"diff": diff, "lo": diff, "hi": diff, "df": nan}
+    df = (qa + qb) ** 2 / (qa ** 2 / (len(va) - 1) + qb ** 2 / (len(vb) - 1))
+    half = _t975(df) * math.sqrt(qa + qb)
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "df": df}

@@ -61,8 +61,8 @@ def test_tables_side_by_side_in_paper_layout(results, tmp_path):
     t1 = [line for line in md.split("## Table 2")[0].splitlines() if line.startswith("| VGG-SS | SSL-SaN")][0]
     assert t1.split(" | ")[4] == f"{metrics['tables']['table1']['Alignment']:.2f} ± {(iv['hi'] - iv['lo']) / 2:.2f}"
     assert iv["hi"] > iv["lo"]
-    assert "Rows: VGG-SS / SSL-SaN: 5/5 samples, 2 noise and offscreen draws a sample; ± half-width of the 95% " \
-           "bootstrap interval over 5 image groups, 2,000 resamples; VGG-SS / SSL-TIE: 5/5" in t2
+    assert "Rows: VGG-SS, all 2 measured rows: 5/5 samples, 2 noise and offscreen draws a sample; ± half-width of " \
+           "the 95% bootstrap interval over 5 image groups, 2,000 resamples; IS3 / SSL-SaN: 8/8 samples" in t2
     assert rows[0].split(" | ")[2] == "5/5" and rows[2].split(" | ")[2] == "8/8"      # every sample of each set
     t4 = md.split("## Table 4")[1]
     assert "| VGG-SS | SSL-SaN | 5/5 | ✓ |  | ✓ |  |" in t4 and "| VGG-SS | SSL-TIE | 5/5 |  |  |  |  |" in t4
@@ -135,8 +135,9 @@ def test_a_recipe_over_its_seeds(tmp_path):
     import math
     vggss = make_vggss(tmp_path / "vggss")
     runs = [_result(tmp_path, f"SSL-SaN_seed{k}", "vggss", vggss, 10 + k, train_seed=k) for k in (1, 2, 3)]
+    base = [_result(tmp_path, f"SSL-TIE_seed{k}", "vggss", vggss, 20 + k, train_seed=k) for k in (1, 2)]
     out = tmp_path / "report"
-    assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    assert main([str(r) for r in runs + base] + ["--out", str(out)]) == 0
     md = (out / "tables.md").read_text()
     t1 = md.split("## Table 2")[0]
     values = [json.loads((r / "metrics.json").read_text())["metrics"]["tables"]["table1"]["Alignment"] for r in runs]
@@ -145,11 +146,28 @@ def test_a_recipe_over_its_seeds(tmp_path):
     row = [line for line in t1.splitlines() if line.startswith("| VGG-SS | SSL-SaN (3 seeds) | 5/5 |")][0]
     assert row.split(" | ")[4] == f"{mean:.2f} ± {sd:.2f}"
     assert [line.split(" | ")[1] for line in t1.splitlines() if line.startswith("| VGG-SS")] == \
-        ["SSL-SaN (3 seeds)", "SSL-SaN/seed-1", "SSL-SaN/seed-2", "SSL-SaN/seed-3"]
+        ["SSL-SaN (3 seeds)", "SSL-SaN/seed-1", "SSL-SaN/seed-2", "SSL-SaN/seed-3",
+         "SSL-TIE (2 seeds)", "SSL-TIE/seed-1", "SSL-TIE/seed-2"]
     seeds = md.split("## Seeds")[1]
     half = 4.303 * sd / math.sqrt(3)                          # t(0.975, 2 degrees of freedom)
     line = [x for x in seeds.splitlines() if "| 1: Alignment |" in x][0]
     assert f"| {mean:.2f} | {sd:.2f} | {' / '.join(f'{v:.2f}' for v in values)} | " \
            f"[{mean - half:.2f}, {mean + half:.2f}] |" in line
     assert "(seeds 1, 2, 3)" in line and "## Paired differences" not in md   # three rows: no pair
+    assert "Rows: SSL-SaN (3 seeds), SSL-TIE (2 seeds): mean ± standard deviation over the training seeds (their " \
+           "95% t interval: section Seeds); VGG-SS, all 5 measured rows: 5/5 samples, 2 noise and offscreen draws " \
+           "a sample;" in t1
+    # the two recipes over their seeds: SSL-TIE minus SSL-SaN, Welch interval by hand
+    tie = [json.loads((r / "metrics.json").read_text())["metrics"]["tables"]["table1"]["Alignment"] for r in base]
+    qa, qb = sd ** 2 / 3, (tie[0] - tie[1]) ** 2 / 2 / 2
+    df = (qa + qb) ** 2 / (qa ** 2 / 2 + qb ** 2 / 1)
+    t = {1: 12.706, 2: 4.303, 3: 3.182}[math.floor(df)]
+    diff, half = sum(tie) / 2 - mean, t * math.sqrt(qa + qb)
+    compared = md.split("## Recipes compared over seeds")[1]
+    line = [x for x in compared.splitlines() if "| 1 | Alignment |" in x][0]
+    assert line.startswith("| VGG-SS | SSL-TIE - SSL-SaN | 1 | Alignment | ")
+    assert f"{diff:.2f}" in line and f"[{diff - half:.2f}, {diff + half:.2f}] | 3 vs 2 |" in line
+    rows = list(csv.DictReader(io.StringIO((out / "tables.csv").read_text())))
+    welch = [x for x in rows if x["table"] == "seeds_diff" and x["column"] == "table1.Alignment"][0]
+    assert float(welch["value"]) == pytest.approx(diff) and float(welch["hi"]) == pytest.approx(diff + half)
     assert (out / "overlays_vggss_SSL-SaN_seed-2.png").is_file()

@@ -16,15 +16,8 @@ say() { echo "[reproduce $(( $(date +%s) - t0 ))s] $*"; }
 seeds="[$(seq -s, 1 "$SEEDS")]"
 
 say "1/4 the demo's corpus and shards -> $OUT/"
-$PY -m pipeline.synth --out "$OUT/vggsound" --clips 240 --seconds 3 --classes 4 --seed 11 \
-  --is3-images 24 --s4-videos 12 --clean-per-class 2 test_fraction=0.15
-$PY -m pipeline.shard --src "$OUT/vggsound" --out "$OUT/shards/vggsound" --shard-size 32 --val-fraction 0.15
+PYTHON=$PY scripts/demo_corpus.sh "$OUT"
 T="$OUT/vggsound/testsets"
-if [ ! -e "$T/is3plus/.complete" ]; then
-  $PY -m eval.is3plus --is3 "$T/is3" --clean-audio "$T/is3_clean_audio" \
-    --mapping "$T/is3_clean_audio/class_mapping.json" --out "$T/is3plus"
-  touch "$T/is3plus/.complete"
-fi
 DATA=(data.shard_dir="$OUT/shards/vggsound" data.synth_json="$OUT/vggsound/synth.json" max_steps="$STEPS")
 
 results=()

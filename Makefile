@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	PYTHON=$(PYTHON) bash scripts/demo.sh demo
 
-# baseline and SSL-SaN with 3 seeds on the four test sets, and Table 4 with 3 seeds (README: "Claims, with seeds")
+# baseline and SSL-SaN with 3 seeds on the four test sets, and Table 4 with 3 seeds (README: "The claims over three training seeds")
 reproduce: $(STAMP)
 	PYTHON=$(PYTHON) bash scripts/reproduce.sh reproduce
 

@@ -16,7 +16,8 @@ RESULT_FILES = ("maps.zarr", *SCORE_FILES)
 
 @dataclass
 class EvalConfig:
-    ckpt: str = ""                 # step directory or run directory (trainer.checkpoint.load_model)
+    model: str = "ssl_san"         # model family (eval.models.MODELS): ssl_san | ezvsl | fnac | slavc
+    ckpt: str = ""                 # ssl_san: step or run directory; others: their .pth, or eval.convert's folder
     testset: str = ""              # vggss | is3 | is3plus | s4
     data: str = ""                 # the test set folder
     out: str = ""                  # results/NAME

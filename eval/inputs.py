@@ -1,4 +1,5 @@
-"""Evaluation inputs: a test sample's image, log-mel and ground truth as the model sees them.
+"""Evaluation inputs: reading a test sample's image and audio, and the Dataset that prepares them as a model family
+does (`eval.models`). SSL-SaN's readers (eval.models.ssl_san):
 
 - Image: RGB, square resize to 224 x 224 (bicubic, on the tensor, torchvision's default antialiasing), ImageNet
   normalisation: the ICASSP evaluation's transform, which keeps the VGG-SS boxes aligned on non-square frames
@@ -6,7 +7,7 @@
 - Audio: channel 0 of the file (as the ICASSP SSL-TIE loader), resampled to 16 kHz if the file has another rate, then
   the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
   S4), and `pipeline.load.features.logmel` (dB): [1, 257, T].
-Audio files must hold what their header promises: a WAV whose data chunk is cut short (a truncated copy) is an error
+Every family reads files through `read_audio`: audio files must hold what their header promises: a WAV whose data chunk is cut short (a truncated copy) is an error
 naming the file, not a shorter clip scored as if complete.
 A file that cannot be decoded becomes an `error` entry naming it (DataLoader workers would otherwise wrap the exception
 in a multi-line message); `batches` raises it as an EvalError in the main process.
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset
 
 from eval.errors import EvalError
 from eval.testsets import TestSet
-from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, logmel, seconds_to_samples, tile
+from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, tile
 
 
 def load_rgb(path, size: int) -> torch.Tensor:
@@ -92,12 +93,11 @@ def load_waveform(path, num_samples: int) -> torch.Tensor:
 
 
 class EvalInputs(Dataset):
-    """Items of a test set: `what` = "audio" (index, logmel) or "image" (index, image, gt), for the sample indices
-    `indices` (default: all, in order)."""
+    """Items of a test set: `what` = "audio" (index, audio) or "image" (index, image, gt), for the sample indices
+    `indices` (default: all, in order), as the model family's `inputs` (eval.models.base.Inputs) prepares them."""
 
-    def __init__(self, testset: TestSet, what: str, seconds: float, image_size: int = 224, indices=None):
-        self.testset, self.what, self.image_size = testset, what, image_size
-        self.num_samples = seconds_to_samples(seconds)
+    def __init__(self, testset: TestSet, what: str, seconds: float, inputs, indices=None):
+        self.testset, self.what, self.seconds, self.inputs = testset, what, seconds, inputs
         self.indices = list(range(len(testset))) if indices is None else [int(i) for i in indices]
 
     def __len__(self) -> int:
@@ -108,9 +108,8 @@ class EvalInputs(Dataset):
         s = self.testset.samples[i]
         try:
             if self.what == "audio":
-                return {"index": i, "logmel": logmel(load_waveform(s.audio, self.num_samples)).unsqueeze(0)}
-            return {"index": i, "image": load_image(s.image, self.image_size),
-                    "gt": torch.from_numpy(self.testset.gt(i))}
+                return {"index": i, "audio": self.inputs.audio(s.audio, self.seconds)}
+            return {"index": i, "image": self.inputs.image(s.image), "gt": torch.from_numpy(self.testset.gt(i))}
         except EvalError as exc:
             return {"index": i, "error": str(exc)}
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from tqdm import tqdm
 from eval.config import RESULT_FILES, EvalConfig
 from eval.errors import EvalError
 from eval.inputs import EvalInputs, batches, collate, load_rgb
+from eval.models import MODELS, Adapter, load_adapter
 from eval.offscreen import offscreen_choice
 from eval.rescore import score_into
 from eval.store import StoreWriter
@@ -40,9 +40,7 @@ from eval.testsets import TESTSETS, TestSet, read_testset
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.config import load_config, save_config, to_dict
 from pipeline.common.outputs import replacing
-from pipeline.load.features import seconds_to_samples
-from pipeline.load.negatives import noise_logmels, silence_logmel
-from trainer.checkpoint import CheckpointError, load_model, resolve
+from trainer.checkpoint import CheckpointError
 
 
 def pick_device(name: str) -> torch.device:
@@ -55,8 +53,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _loader(testset: TestSet, what: str, cfg: EvalConfig, seconds: float, indices=None) -> DataLoader:
-    return DataLoader(EvalInputs(testset, what, seconds, cfg.image_size, indices), batch_size=cfg.batch_size,
+def _loader(testset: TestSet, what: str, cfg: EvalConfig, seconds: float, inputs, indices=None) -> DataLoader:
+    return DataLoader(EvalInputs(testset, what, seconds, inputs, indices), batch_size=cfg.batch_size,
                       shuffle=False, num_workers=cfg.num_workers, collate_fn=collate,
                       pin_memory=torch.cuda.is_available())
 
@@ -77,17 +75,17 @@ def _tf32(enabled: bool):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
+def evaluate(adapter: Adapter, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
     """Run the model on all positives and negatives of `testset` and write the complete store at `store_path`."""
     with _tf32(cfg.tf32), torch.inference_mode():
-        _evaluate(model, testset, cfg, store_path, attrs)
+        _evaluate(adapter, testset, cfg, store_path, attrs)
 
 
-def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
+def _evaluate(adapter: Adapter, testset: TestSet, cfg: EvalConfig, store_path: Path, attrs: dict) -> None:
     device = pick_device(cfg.device)
-    model = model.to(device).eval()
+    model = adapter.net.to(device).eval()
+    inputs, to_map = adapter.inputs, adapter.to_map
     seconds = cfg.audio_seconds or testset.audio_seconds
-    num_samples = seconds_to_samples(seconds)
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise EvalError("seeds: at least one evaluation pass is needed")
@@ -104,31 +102,31 @@ def _evaluate(model: torch.nn.Module, testset: TestSet, cfg: EvalConfig, store_p
     first: dict = {}
     owner = torch.as_tensor([first.setdefault(s.audio, i) for i, s in enumerate(testset.samples)], device=device)
     audio_emb = None
-    loader = _loader(testset, "audio", cfg, seconds, sorted(set(first.values())))
+    loader = _loader(testset, "audio", cfg, seconds, inputs, sorted(set(first.values())))
     for batch in tqdm(batches(loader), total=len(loader), desc=f"{testset.name} audio", unit="batch"):
-        a = model.encode_audio(batch["logmel"].to(device, non_blocking=True))
+        a = model.encode_audio(batch["audio"].to(device, non_blocking=True))
         if audio_emb is None:
             audio_emb = torch.empty((n, a.shape[1]), dtype=a.dtype, device=device)
         audio_emb[batch["index"].to(device)] = a
     audio_emb = audio_emb[owner]
     writer.put("emb_audio", audio_emb.cpu().numpy())
-    a_silence = model.encode_audio(silence_logmel(1, num_samples, db=cfg.silence_db, device=device))
+    a_silence = model.encode_audio(inputs.silence(seconds, device))
 
-    loader = _loader(testset, "image", cfg, seconds)
+    loader = _loader(testset, "image", cfg, seconds, inputs)
     for batch in tqdm(batches(loader), total=len(loader), desc=f"{testset.name} images", unit="batch"):
         idx = batch["index"]
         start = int(idx[0])
         v = model.encode_image(batch["image"].to(device, non_blocking=True))     # [B, C, h, w]
-        pos = torch.einsum("bchw,bc->bhw", v, audio_emb[idx.to(device)])
-        silence = torch.einsum("bchw,c->bhw", v, a_silence[0])
-        noise = torch.stack([
-            torch.einsum("bchw,bc->bhw", v, model.encode_audio(
-                noise_logmels(seed, idx.tolist(), num_samples, db=cfg.noise_db, device=device)))
-            for seed in seeds], dim=1)                                            # [B, S, h, w]
+        pos = to_map(torch.einsum("bchw,bc->bhw", v, audio_emb[idx.to(device)]))
+        silence = to_map(torch.einsum("bchw,c->bhw", v, a_silence[0]))
+        noise = to_map(torch.stack([
+            torch.einsum("bchw,bc->bhw", v, model.encode_audio(inputs.noise(seed, idx.tolist(), seconds, device)))
+            for seed in seeds], dim=1))                                           # [B, S, h, w]
         partner = torch.as_tensor(off[:, idx.numpy()].T, device=device)          # [B, S]
-        offscreen = torch.einsum("bchw,bsc->bshw", v, audio_emb[partner])
-        retrieval = torch.cat([torch.einsum("bchw,kc->bkhw", v, audio_emb[k:k + cfg.retrieval_chunk]).amax((2, 3))
-                               for k in range(0, n, cfg.retrieval_chunk)], dim=1)
+        offscreen = to_map(torch.einsum("bchw,bsc->bshw", v, audio_emb[partner]))
+        retrieval = to_map(torch.cat([
+            torch.einsum("bchw,kc->bkhw", v, audio_emb[k:k + cfg.retrieval_chunk]).amax((2, 3))
+            for k in range(0, n, cfg.retrieval_chunk)], dim=1))
         flat = pos.flatten(1).argmax(1)
         peak = v.flatten(2)[torch.arange(len(idx), device=device), :, flat]
         rows = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen,
@@ -154,16 +152,6 @@ def _one_line(exc: Exception, path: str) -> str:
     return msg if str(path) in msg else f"{path}: {msg}"
 
 
-def _run_name(ckpt: str) -> str:
-    """The training run's folder name (runs/<name>/checkpoints/step_...; for one seed of several,
-    runs/<name>/seed-<k>/..., the recipe's name), else the step folder's name."""
-    step = resolve(ckpt)
-    if step.parent.name != "checkpoints":
-        return step.name
-    run = step.parent.parent
-    return run.parent.name if re.fullmatch(r"seed-\d+", run.name) else run.name
-
-
 def run(cfg: EvalConfig) -> Path:
     for key in ("ckpt", "testset", "data", "out"):
         if not getattr(cfg, key):
@@ -173,23 +161,21 @@ def run(cfg: EvalConfig) -> Path:
     testset = read_testset(cfg.testset, cfg.data, gt=cfg.gt, subset=cfg.subset or None,
                            allow_missing=cfg.allow_missing)
     try:
-        model, train_cfg = load_model(cfg.ckpt)
-    except CheckpointError:
+        adapter = load_adapter(cfg.model, cfg.ckpt, cfg)
+    except (CheckpointError, EvalError):
         raise                                  # already one line naming the file
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise EvalError(f"cannot load checkpoint: {_one_line(exc, cfg.ckpt)}") from None
     out = Path(cfg.out)
-    san = train_cfg.san
-    cfg = dataclasses.replace(cfg, silence_db=san.silence_db if cfg.silence_db is None else cfg.silence_db,
-                              noise_db=san.noise_db if cfg.noise_db is None else cfg.noise_db)
-    name = cfg.name or _run_name(cfg.ckpt)
+    if cfg.model == "ssl_san":                 # record the negatives' form the checkpoint was evaluated with
+        cfg = dataclasses.replace(cfg, silence_db=adapter.inputs.silence_db, noise_db=adapter.inputs.noise_db)
+    name = cfg.name or adapter.run_name
     attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),
-             "model": name, "train_seed": train_cfg.seed, "config": to_dict(cfg),
-             "train_san": {"S": san.silence_negative, "N": san.noise_negative, "L_S": san.silence_map_loss,
-                           "L_N": san.noise_map_loss}}
+             "model": name, "model_family": adapter.name, "train_seed": adapter.train_seed, "config": to_dict(cfg),
+             "train_san": adapter.train_san}
     with replacing(out, RESULT_FILES) as stage:
         save_config(cfg, stage / "config.yaml")
-        evaluate(model, testset, cfg, stage / "maps.zarr", attrs)
+        evaluate(adapter, testset, cfg, stage / "maps.zarr", attrs)
         score_into(stage, cfg, stage, store_beside=True)
     return out / "metrics.json"
 
@@ -198,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m eval.run",
                 description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--config", help="YAML file of EvalConfig options")
+    ap.add_argument("--model", help=f"model family: {', '.join(MODELS)} (default ssl_san: this project's "
+                    "checkpoints; the others read their official .pth or an eval.convert folder)")
     for f in ("ckpt", "testset", "data", "out", "name"):
         ap.add_argument(f"--{f}")
     ap.add_argument("--subset", help="file of the sample (or image group) ids to score, one per line")
@@ -206,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="key=value options of EvalConfig")
     args = ap.parse_intermixed_args(argv)
     cfg = load_config(EvalConfig, args.config, args.overrides)
-    names = ("ckpt", "testset", "data", "out", "name", "subset", "allow_missing")
+    names = ("model", "ckpt", "testset", "data", "out", "name", "subset", "allow_missing")
     flags = {f: getattr(args, f) for f in names if getattr(args, f) is not None}
     path = run(dataclasses.replace(cfg, **flags))
     print(f"wrote {path}")

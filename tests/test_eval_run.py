@@ -10,6 +10,7 @@ import torch
 
 from eval.config import EvalConfig
 from eval.inputs import load_image, load_waveform
+from eval.models.ssl_san import wrap
 from eval.run import evaluate
 from eval.store import read_store
 from eval.testsets import read_testset
@@ -31,7 +32,7 @@ def tiny_model():
 def test_store_maps_equal_the_models_computation(tmp_path, tiny_model):
     ts = read_testset("is3", make_is3(tmp_path / "is3"))
     cfg = EvalConfig(batch_size=3, **FAST)
-    evaluate(tiny_model, ts, cfg, tmp_path / "a.zarr", {"testset": "is3"})
+    evaluate(wrap(tiny_model, cfg.image_size), ts, cfg, tmp_path / "a.zarr", {"testset": "is3"})
     st = read_store(tmp_path / "a.zarr")
     n, length = len(ts), seconds_to_samples(0.5)
     with torch.no_grad():
@@ -60,8 +61,8 @@ def test_store_maps_equal_the_models_computation(tmp_path, tiny_model):
 
 def test_batch_size_does_not_change_the_store(tmp_path, tiny_model):
     ts = read_testset("vggss", make_vggss(tmp_path / "v"))
-    evaluate(tiny_model, ts, EvalConfig(batch_size=2, **FAST), tmp_path / "b2.zarr", {})
-    evaluate(tiny_model, ts, EvalConfig(batch_size=5, **FAST), tmp_path / "b5.zarr", {})
+    evaluate(wrap(tiny_model, 64), ts, EvalConfig(batch_size=2, **FAST), tmp_path / "b2.zarr", {})
+    evaluate(wrap(tiny_model, 64), ts, EvalConfig(batch_size=5, **FAST), tmp_path / "b5.zarr", {})
     s2, s5 = read_store(tmp_path / "b2.zarr"), read_store(tmp_path / "b5.zarr")
     for name in ("pos", "silence", "noise", "offscreen", "retrieval", "gt", "offscreen_index"):
         np.testing.assert_allclose(s2[name], s5[name], atol=1e-6, err_msg=name)
@@ -226,7 +227,7 @@ def test_s4_uses_five_seconds_and_one_audio_per_video(tmp_path, tiny_model):
     from tests.eval_fixtures import make_s4
     ts = read_testset("s4", make_s4(tmp_path / "s4"))
     cfg = EvalConfig(seeds=[3], num_workers=0, device="cpu", image_size=64, batch_size=10)
-    evaluate(tiny_model, ts, cfg, tmp_path / "s4.zarr", {"testset": "s4"})
+    evaluate(wrap(tiny_model, cfg.image_size), ts, cfg, tmp_path / "s4.zarr", {"testset": "s4"})
     st = read_store(tmp_path / "s4.zarr")
     assert st.attrs["audio_seconds"] == 5.0 and st["pos"].shape == (20, 4, 4)
     # the five frames of a video share its audio embedding, and the offscreen audio is another class's video

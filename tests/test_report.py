@@ -11,6 +11,7 @@ import torch
 from eval.config import EvalConfig
 from eval.errors import EvalError
 from eval.report import TABLE2, TABLE3, main
+from eval.models.ssl_san import wrap
 from eval.rescore import rescore
 from eval.run import evaluate
 from eval.testsets import read_testset
@@ -29,7 +30,7 @@ def _result(tmp_path, name, testset, data, seed, train_seed=None):
                      audio_seconds=0.5, image_size=64, overlay_samples=2)
     out.mkdir(parents=True)
     save_config(cfg, out / "config.yaml")
-    evaluate(model, read_testset(testset, data), cfg, out / "maps.zarr",
+    evaluate(wrap(model, cfg.image_size), read_testset(testset, data), cfg, out / "maps.zarr",
              {"testset": testset, "model": name.split("_")[0], "train_seed": train_seed,
               "train_san": {"S": seed == 1, "N": False, "L_S": seed == 1, "L_N": False}})
     rescore(out, cfg)

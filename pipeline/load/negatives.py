@@ -32,10 +32,16 @@ def noise_logmel(batch: int, num_samples: int, generator: torch.Generator, *, db
     return to_db(power) if db else power
 
 
+def noise_waveforms(seed: int, indices, num_samples: int) -> torch.Tensor:
+    """The N(0, 1) noise waveforms `[len(indices), num_samples]` of the given samples in the evaluation pass with
+    `seed`, on the CPU: sample i's comes from a generator seeded with (seed, i). Every model family's noise input is
+    computed from these."""
+    return torch.cat([torch.randn(1, num_samples, generator=position_generator(seed, int(i))) for i in indices])
+
+
 def noise_logmels(seed: int, indices, num_samples: int, *, db: bool = False,
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Noise inputs `[len(indices), 1, 257, T]` of the given samples in the evaluation pass with `seed`: sample i's
     waveform comes from a generator seeded with (seed, i); the log-mels of all of them in one pass on `device`."""
-    waves = torch.cat([torch.randn(1, 1, num_samples, generator=position_generator(seed, int(i))) for i in indices])
-    power = mel_power(to_device(waves, device))
+    power = mel_power(to_device(noise_waveforms(seed, indices, num_samples).unsqueeze(1), device))
     return to_db(power, inplace=True) if db else power

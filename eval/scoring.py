@@ -28,7 +28,8 @@ def score_store(store: Store, cfg, distributions: dict | None = None) -> dict:
             distributions=distributions)
     except MetricError as exc:
         raise EvalError(str(exc)) from None
-    return {"model": attrs.get("model"), "train_seed": attrs.get("train_seed"), "testset": attrs.get("testset"),
+    return {"model": attrs.get("model"), "model_family": attrs.get("model_family", "ssl_san"),
+            "train_seed": attrs.get("train_seed"), "testset": attrs.get("testset"),
             "checkpoint": attrs.get("checkpoint"),
             "data": attrs.get("data"), "samples": attrs.get("num_samples"), "seeds": attrs.get("seeds"),
             "gt_kind": attrs.get("gt_kind"), "audio_seconds": attrs.get("audio_seconds"),

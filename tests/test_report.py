@@ -10,8 +10,8 @@ import torch
 
 from eval.config import EvalConfig
 from eval.errors import EvalError
-from eval.report import TABLE2, TABLE3, main
 from eval.models.ssl_san import wrap
+from eval.report import TABLE2, TABLE3, main
 from eval.rescore import rescore
 from eval.run import evaluate
 from eval.testsets import read_testset

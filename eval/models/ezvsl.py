@@ -14,7 +14,8 @@ Map: (cosine + 1) / 2, the official `Savl` (eval.models.base: map_scale 0.5, shi
 Inputs (vssl_eval `load_spectrogram` + the test dataset's transforms, which FNAC's evaluation also ends up using):
 - image: to tensor, bicubic resize to 224 x 224 (torchvision's tensor resize, antialiased), ImageNet normalisation;
   no clamp after the resize.
-- audio: the file at its own rate, channels averaged after clipping to [-1, 1], the first `seconds` (10 s; S4 5 s)
+- audio: the file at its own rate as 16-bit integers over 32767 (the official reader's scale), channels averaged
+  after clipping to [-1, 1] (the official reader lets FFmpeg downmix), the first `seconds` (10 s; S4 5 s)
   tiled when shorter, rolled so the file's centre sits at the window's centre; scipy.signal.spectrogram (nperseg 512,
   noverlap 274: its default Tukey window, density scaling), log(x + 1e-7); the centre 200 frames of the 257 bins,
   divided by 12 -> [1, 257, 200].
@@ -140,7 +141,9 @@ class SpectrogramInputs:
 
     def audio(self, path, seconds: float) -> torch.Tensor:
         wave, rate = read_audio(path)                            # [frames, channels]
-        mono = np.clip(wave.astype(np.float64), -1.0, 1.0).mean(axis=1)
+        # the official reader converts to 16-bit integers and divides by 32767 (np.iinfo(int16).max)
+        ints = np.clip(np.rint(wave.astype(np.float64) * 32768.0), -32768, 32767)
+        mono = np.clip(ints / 32767.0, -1.0, 1.0).mean(axis=1)
         length = int(rate * seconds)
         file_seconds = wave.shape[0] / rate
         mono = mono[:length]                                     # the official reader stops at `seconds`
@@ -166,4 +169,4 @@ def load(name: str, ckpt: str) -> Adapter:
     """The adapter of family `name` (ezvsl | fnac | slavc) with the weights of `ckpt` (.pth or eval.convert folder)."""
     net = network(name)
     load_strict(net, read_weights(ckpt, name), ckpt)
-    return Adapter(name, net, SpectrogramInputs(), map_scale=0.5, map_shift=0.5, run_name=name)
+    return Adapter(name, net.eval(), SpectrogramInputs(), map_scale=0.5, map_shift=0.5, run_name=name)

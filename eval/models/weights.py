@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,15 +27,28 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _unpickler_reason(exc: Exception) -> str:
+    """The reason torch's weights-only unpickler gives (e.g. `Unsupported global: GLOBAL posix.system ...`), without
+    its advice to load the file unsafely."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    skip = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    return next((ln for ln in lines if not ln.startswith(skip)), type(exc).__name__)
+
+
 def read_pth(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a released checkpoint file, unwrapped and without `module.`."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():          # its pickle-protocol notice: the error below says what matters
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise EvalError(f"{path}: no such file") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
-        raise EvalError(f"{path}: refused: not a plain tensor checkpoint (torch.load with weights_only=True: "
-                        f"{_first_line(exc)})") from None
+        raise EvalError(f"{path}: refused: not a plain tensor checkpoint, nothing in it was run (torch.load with "
+                        f"weights_only=True: {_unpickler_reason(exc)})") from None
     while isinstance(obj, dict) and not _is_state_dict(obj):
         inner = next((obj[k] for k in WRAPPERS if isinstance(obj.get(k), dict)), None)
         if inner is None:

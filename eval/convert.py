@@ -1,0 +1,64 @@
+"""Convert a released checkpoint of another method into the safetensors + JSON folder eval.run reads like ours.
+
+`python -m eval.convert FILE --model NAME --out DIR`
+FILE is read only through torch.load(weights_only=True) (eval.models.weights: a pickle that would build anything but
+tensors and plain containers is refused before any of it runs), unwrapped, stripped of `module.` and loaded strictly
+into NAME's network (eval.models); DIR then holds model.safetensors (that network's state dict) and model.json
+(format, model, the source file's path and SHA-256, the number of tensors). DIR is written aside and renamed into
+place (pipeline.common.outputs); it may hold only these two files. `eval.run --model NAME --ckpt DIR` reads it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from eval.errors import EvalError
+from eval.models import MODELS
+from eval.models.ezvsl import FAMILY, network
+from eval.models.weights import META, WEIGHTS, load_strict, read_pth
+from pipeline.common.atomic import atomic_write_json
+from pipeline.common.cli import Parser, run_cli
+from pipeline.common.outputs import replacing
+
+CONVERTIBLE = FAMILY          # families whose released checkpoints are foreign files (ssl_san's are ours already)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def convert(src: str | Path, model: str, out: str | Path) -> Path:
+    if model not in CONVERTIBLE:
+        raise EvalError(f"--model: {model!r} cannot be converted; choose one of {', '.join(CONVERTIBLE)}"
+                        + (" (ssl_san checkpoints are already safetensors + YAML)" if model in MODELS else ""))
+    src = Path(src)
+    net = network(model)
+    load_strict(net, read_pth(src), src)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    with replacing(out, (WEIGHTS, META)) as stage:
+        save_file(state, str(stage / WEIGHTS))
+        atomic_write_json(stage / META, {"format": 1, "model": model, "source": os.path.abspath(src),
+                                         "source_sha256": _sha256(src), "tensors": len(state)})
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = Parser(prog="python -m eval.convert", description=__doc__.split("\n\n")[0])
+    ap.add_argument("file", help="released checkpoint (.pth, .pth.tar)")
+    ap.add_argument("--model", required=True, help=f"model family: {', '.join(CONVERTIBLE)}")
+    ap.add_argument("--out", required=True, help="folder to write (model.safetensors + model.json)")
+    args = ap.parse_args(argv)
+    out = convert(args.file, args.model, args.out)
+    print(f"wrote {out / WEIGHTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -15,15 +15,11 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from eval.errors import EvalError
-from eval.models import MODELS
-from eval.models.ezvsl import FAMILY, network
+from eval.models import FOREIGN, foreign_network
 from eval.models.weights import META, WEIGHTS, load_strict, read_pth
 from pipeline.common.atomic import atomic_write_json
 from pipeline.common.cli import Parser, run_cli
 from pipeline.common.outputs import replacing
-
-CONVERTIBLE = FAMILY          # families whose released checkpoints are foreign files (ssl_san's are ours already)
 
 
 def _sha256(path: Path) -> str:
@@ -35,11 +31,8 @@ def _sha256(path: Path) -> str:
 
 
 def convert(src: str | Path, model: str, out: str | Path) -> Path:
-    if model not in CONVERTIBLE:
-        raise EvalError(f"--model: {model!r} cannot be converted; choose one of {', '.join(CONVERTIBLE)}"
-                        + (" (ssl_san checkpoints are already safetensors + YAML)" if model in MODELS else ""))
+    net = foreign_network(model)
     src = Path(src)
-    net = network(model)
     load_strict(net, read_pth(src), src)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     with replacing(out, (WEIGHTS, META)) as stage:
@@ -52,7 +45,7 @@ def convert(src: str | Path, model: str, out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m eval.convert", description=__doc__.split("\n\n")[0])
     ap.add_argument("file", help="released checkpoint (.pth, .pth.tar)")
-    ap.add_argument("--model", required=True, help=f"model family: {', '.join(CONVERTIBLE)}")
+    ap.add_argument("--model", required=True, help=f"model family: {', '.join(FOREIGN)}")
     ap.add_argument("--out", required=True, help="folder to write (model.safetensors + model.json)")
     args = ap.parse_args(argv)
     out = convert(args.file, args.model, args.out)

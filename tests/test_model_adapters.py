@@ -1,13 +1,15 @@
-"""The EZ-VSL-family adapters (eval.models.ezvsl) against the official code, foreign checkpoint safety, eval.convert
-and `eval.run --model` end to end.
+"""The adapters of other methods (eval.models.ezvsl, eval.models.lvs) against the official code, foreign checkpoint
+safety, eval.convert and `eval.run --model` end to end.
 
 Golden values: produced on 2026-12-07 by running the official classes and loaders of xavijuanola/vssl_eval at commit
 e8ebbc90d51318cd2ca7ac2993dfc6af75d90d18 (`models/model.py`: EZVSL(0.03, 512), FNAC(0.03, 512, 0, 0),
-SLAVC(0.03, 512, 0, 0, 0.9, 0.9, False, None); `datasets/datasets.py`: load_spectrogram and the test dataset's image
-and audio transforms) on this machine, torchvision's resnet18 built with weights=None instead of downloading, with the
-weights of tests/golden_weights.py loaded strictly into the official networks; the official map is their `Savl` and
-the embeddings the normalised features their forward passes to the loss. Our networks agreed with the official ones
-to 6e-8 (map) and exactly (embeddings); our inputs equalled theirs exactly.
+SLAVC(0.03, 512, 0, 0, 0.9, 0.9, False, None); `models/model_lvs.py`: AVENet with the evaluation's LVS arguments;
+`datasets/datasets.py`: load_spectrogram and the test dataset's transforms; `datasets/datasets_lvs.py`: the LVS test
+dataset's __getitem__ on a stand-in dataset object) on this machine, torchvision's and the LVS resnet18 built without
+their pretrained download, with the weights of tests/golden_weights.py loaded strictly into the official networks.
+The official map is EZ-VSL / FNAC / SLAVC's `Savl` and LVS's `A`; the embeddings are the normalised features their
+forward passes to the loss (LVS: its compute_embeddings, normalised as its forward does). Our networks agreed with the
+official ones to 6e-8 (map) and exactly (embeddings); our inputs equalled theirs exactly.
 """
 from __future__ import annotations
 
@@ -26,8 +28,9 @@ from PIL import Image
 
 from eval.convert import main as convert_main
 from eval.errors import EvalError
-from eval.models import Adapter, load_adapter
-from eval.models.ezvsl import SpectrogramInputs, network
+from eval.models import foreign_network, load_adapter
+from eval.models.ezvsl import SpectrogramInputs
+from eval.models.lvs import WindowInputs
 from eval.models.weights import read_weights
 from eval.report import main as report_main
 from eval.run import main as run_main
@@ -47,30 +50,43 @@ GOLDEN = {
               [[0.004679970, -0.03134180, 0.03145489], [0.007458010, -0.03312979, 0.03889982]],
               [-0.03886402, 0.08845057, 0.01428567], -0.03012502),
 }
-OFFICIAL_KEYS = {"ezvsl": 244, "fnac": 244, "slavc": 496}   # len(official model.state_dict())
+# LVS / SSL-Align: (A[:, 0, 0], A[:, 7, 7], A summed, audio embedding [:, :3], visual map [0, :3, 0, 0],
+#  visual map [1, -1, 13, 13]) on golden_inputs()'s images and a [2, 1, 257, 299] spectrogram seeded 99
+LVS = ([0.5415615, 0.5389866], [0.5132048, 0.5288882], [100.825203, 101.090363],
+       [[0.06922573, 0.02578833, 0.02831322], [0.07770457, 0.02044618, 0.03487080]],
+       [0.01504738, 0.003017847, 0.005560999], 0.05596608)
+GOLDEN["lvs"] = GOLDEN["ssl_align"] = LVS
+OFFICIAL_KEYS = {"ezvsl": 244, "fnac": 244, "slavc": 496, "lvs": 248, "ssl_align": 248}   # official state_dict()
+FAMILIES = list(OFFICIAL_KEYS)
 
 
-@pytest.mark.parametrize("name", ["ezvsl", "fnac", "slavc"])
-def test_networks_give_the_official_maps_and_embeddings(name):
-    net = network(name).eval()
+@pytest.mark.parametrize("name", FAMILIES)
+def test_networks_give_the_official_maps_and_embeddings(name, tmp_path):
+    net = foreign_network(name).eval()
     state = golden_state(net.state_dict())
-    assert len(state) == OFFICIAL_KEYS[name] and "audnet.conv1.weight" in state and "imgnet.layer4.1.bn2.bias" in state
+    assert len(state) == OFFICIAL_KEYS[name] and "imgnet.layer4.1.bn2.bias" in state
+    assert ("audnet.conv1_a.weight" if name in ("lvs", "ssl_align") else "audnet.conv1.weight") in state
     net.load_state_dict(state, strict=True)
     image, spec = golden_inputs()
+    if name in ("lvs", "ssl_align"):
+        spec = torch.randn(2, 1, 257, 299, generator=torch.Generator().manual_seed(99))
     with torch.no_grad():
         v, a = net.encode_image(image), net.encode_audio(spec)
-    adapter = Adapter(name, net, SpectrogramInputs(), 0.5, 0.5)
+    path = tmp_path / f"{name}.pth"             # saved as the released files are: under `model`, DataParallel names
+    torch.save({"model": {"module." + k: v for k, v in state.items()}}, path)
+    adapter = load_adapter(name, str(path), None)
     m = adapter.to_map(torch.einsum("bchw,bc->bhw", v, a))
-    m00, m34, total, a3, v03, v_last = GOLDEN[name]
-    assert v.shape == (2, 1024 if name == "slavc" else 512, 7, 7) and a.shape == (2, v.shape[1])
-    assert torch.allclose(v.norm(dim=1), torch.ones(2, 7, 7), atol=1e-6)
+    m00, mid, total, a3, v03, v_last = GOLDEN[name]
+    side = 14 if name in ("lvs", "ssl_align") else 7
+    assert v.shape == (2, 1024 if name == "slavc" else 512, side, side) and a.shape == (2, v.shape[1])
+    assert torch.allclose(v.norm(dim=1), torch.ones(2, side, side), atol=1e-6)
     assert torch.allclose(a.norm(dim=1), torch.ones(2))
     assert m[:, 0, 0].tolist() == pytest.approx(m00, abs=1e-5)
-    assert m[:, 3, 4].tolist() == pytest.approx(m34, abs=1e-5)
-    assert m.sum((1, 2)).tolist() == pytest.approx(total, abs=1e-4)
+    assert (m[:, 7, 7] if side == 14 else m[:, 3, 4]).tolist() == pytest.approx(mid, abs=1e-5)
+    assert m.sum((1, 2)).tolist() == pytest.approx(total, rel=1e-5)
     assert a[:, :3].tolist() == [pytest.approx(row, abs=1e-5) for row in a3]
     assert v[0, :3, 0, 0].tolist() == pytest.approx(v03, abs=1e-5)
-    assert float(v[1, -1, 6, 6]) == pytest.approx(v_last, abs=1e-5)
+    assert float(v[1, -1, side - 1, side - 1]) == pytest.approx(v_last, abs=1e-5)
 
 
 def _tone(path, seconds: float, rng) -> None:
@@ -107,6 +123,37 @@ def test_spectrogram_and_image_inputs_equal_the_official_loader(tmp_path):
     assert float(x.mean()) == pytest.approx(0.2153364, abs=1e-5)
 
 
+# LVS / SSL-Align inputs: spec[0, 0, 0], spec[0, 100, 50], spec[0, 256, -1] and the mean of the official input
+LVS_SPECTROGRAMS = {"short": (7.3, 10, [-1.3396780, -1.2536348, -1.3131536], -1.2371943),
+                    "exact": (10.0, 10, [-1.3347243, -1.2204857, -1.3378577], -1.2370534),
+                    "long": (12.0, 10, [-1.3198349, -1.2001663, -1.3421673], -1.2370894),
+                    "stereo": (10.0, 10, [-1.3156745, -1.2828332, -1.3300093], -1.2371643),   # channel 0 only
+                    "s4": (5.0, 5, [-1.3073615, -1.2579718, -1.2312804], -1.2371280)}
+
+
+def test_lvs_inputs_equal_the_official_test_dataset(tmp_path):
+    rng = np.random.default_rng(7)
+    inputs = WindowInputs()
+    for name, (seconds, length, at, mean) in LVS_SPECTROGRAMS.items():
+        n = int(16000 * seconds)
+        t = np.arange(n) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 0.7 * t)) / 2 + 0.05 * rng.standard_normal(n)
+        data = np.stack([wave, -0.5 * wave], 1) if name == "stereo" else wave
+        sf.write(tmp_path / "clip.wav", np.clip(data, -1, 1), 16000, subtype="PCM_16")
+        rng.random((90, 160, 3))                      # the official comparison drew a frame here
+        x = inputs.audio(tmp_path / "clip.wav", float(length))
+        assert x.shape == (1, 257, 299) and x.dtype == torch.float32     # 3 s at hop 159, no crop
+        assert [float(x[0, 0, 0]), float(x[0, 100, 50]), float(x[0, 256, -1])] == pytest.approx(at, abs=1e-6)
+        assert float(x.mean()) == pytest.approx(mean, abs=1e-6)
+    # silence and noise are log-compressed here: log(1e-7) / 12 everywhere, and log-density noise
+    assert torch.allclose(inputs.silence(10.0, "cpu"), torch.full((1, 1, 257, 299), float(np.log(1e-7)) / 12))
+    noise = inputs.noise(3, [0, 5], 5.0, "cpu")
+    assert noise.shape == (2, 1, 257, 299) and torch.equal(noise[1:], inputs.noise(3, [5], 10.0, "cpu"))
+    # E[log chi-square(2) / 2] = log(2 / fs) - Euler's gamma for the one-sided density of white noise
+    expect = (np.log(2 / 16000) - 0.5772) / 12
+    assert float(noise[:, 0, 1:256].double().mean()) == pytest.approx(expect, abs=0.01)
+
+
 def test_negative_inputs_as_the_official_code_feeds_them():
     inputs = SpectrogramInputs()
     assert torch.equal(inputs.silence(10.0, "cpu"), torch.zeros(1, 1, 257, 200))   # spectrogram of zeros, no log
@@ -123,7 +170,7 @@ def test_negative_inputs_as_the_official_code_feeds_them():
 
 
 def _official_file(tmp_path, name: str, wrapper: str = "model", prefix: str = "module.") -> tuple:
-    net = network(name)
+    net = foreign_network(name)
     state = golden_state(net.state_dict())
     blob = {prefix + k: v for k, v in state.items()}
     obj = {wrapper: blob, "epoch": 7} if wrapper else blob
@@ -132,16 +179,17 @@ def _official_file(tmp_path, name: str, wrapper: str = "model", prefix: str = "m
     return path, state
 
 
-@pytest.mark.parametrize("name", ["ezvsl", "fnac", "slavc"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_released_checkpoint_formats_load_strictly(tmp_path, name):
     for wrapper, prefix in (("model", "module."), ("state_dict", ""), ("model_state_dict", "module."), ("", "")):
         path, state = _official_file(tmp_path, name, wrapper, prefix)
         loaded = read_weights(path, name)
         assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
         adapter = load_adapter(name, str(path), None)
-        assert adapter.name == name and (adapter.map_scale, adapter.map_shift) == (0.5, 0.5)
-        assert torch.equal(adapter.net.state_dict()["aud_proj.weight" if name != "slavc" else "aud_proj2.weight"],
-                           state["aud_proj.weight" if name != "slavc" else "aud_proj2.weight"])
+        affine = (1.0, 0.0) if name in ("lvs", "ssl_align") else (0.5, 0.5)      # LVS's A; the others' (A + 1) / 2
+        assert adapter.name == name and (adapter.map_scale, adapter.map_shift) == affine
+        loaded = adapter.net.state_dict()
+        assert not adapter.net.training and all(torch.equal(loaded[k], state[k]) for k in state)
     # a key short, or another network's file: refused in one line
     path, state = _official_file(tmp_path, name)
     blob = torch.load(path, weights_only=True)
@@ -168,10 +216,10 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("name", ["ezvsl", "fnac", "slavc"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, name):
     marker = tmp_path / "ran"
-    state = golden_state(network(name).state_dict())
+    state = golden_state(foreign_network(name).state_dict())
     path = tmp_path / "evil.pth"                  # a real checkpoint, with the payload beside the weights
     torch.save({"model": state, "hook": _Payload(marker)}, path)
     with pytest.raises(EvalError, match=r"evil\.pth: refused: not a plain tensor checkpoint, nothing in it was run "
@@ -196,7 +244,7 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, name):
 def test_convert_then_run_then_report(tmp_path):
     data = make_vggss(tmp_path / "vggss")
     rows = []
-    for name in ("ezvsl", "slavc"):
+    for name in ("ezvsl", "slavc", "lvs"):
         path, state = _official_file(tmp_path, name)
         conv = tmp_path / f"{name}_conv"
         assert convert_main([str(path), "--model", name, "--out", str(conv)]) == 0
@@ -213,26 +261,28 @@ def test_convert_then_run_then_report(tmp_path):
         # the stored positive map of sample 1 is the official (cos + 1) / 2 of its own inputs
         store = zarr.open_group(str(out / "maps.zarr"), mode="r")
         adapter = load_adapter(name, str(path), None)
-        inputs = SpectrogramInputs()
+        inputs = adapter.inputs
         with torch.no_grad():
             v = adapter.net.encode_image(inputs.image(data / "frames" / "bbbbbbbbbbb_000030.jpg")[None])
             a = adapter.net.encode_audio(inputs.audio(data / "audio" / "bbbbbbbbbbb_000030.wav", 10.0)[None])
             silence = adapter.net.encode_audio(inputs.silence(10.0, "cpu"))
-        expect = (torch.einsum("bchw,bc->bhw", v, a) + 1) / 2
+        official = (lambda c: c) if name == "lvs" else (lambda c: (c + 1) / 2)        # A, or Savl = (A + 1) / 2
+        expect = official(torch.einsum("bchw,bc->bhw", v, a))
         assert np.allclose(np.asarray(store["pos"][1]), expect[0].numpy(), atol=1e-5)
-        assert np.allclose(np.asarray(store["silence"][1]), ((torch.einsum("bchw,bc->bhw", v, silence) + 1) / 2)[0],
+        assert np.allclose(np.asarray(store["silence"][1]), official(torch.einsum("bchw,bc->bhw", v, silence))[0],
                            atol=1e-5)
     assert report_main([str(r) for r in rows] + ["--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "tables.md").read_text()
-    assert "| VGG-SS | ezvsl | 5/5 |" in md and "| VGG-SS | slavc | 5/5 |" in md
-    assert "## Paired differences" in md
+    assert all(f"| VGG-SS | {name} | 5/5 |" in md for name in ("ezvsl", "slavc", "lvs"))
+    assert (tmp_path / "report" / "overlays_vggss_lvs.png").is_file() and (tmp_path / "report" / "maxima.png").is_file()
 
 
 def test_unknown_model_and_unconvertible_family(tmp_path):
     r = subprocess.run([sys.executable, "-m", "eval.run", "--model", "acl", "--ckpt", "x", "--testset", "vggss",
                         "--data", str(make_vggss(tmp_path / "v")), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
-    assert r.returncode != 0 and "--model: unknown model 'acl'; choose one of ssl_san, ezvsl, fnac, slavc" in r.stderr
+    assert r.returncode != 0 and "--model: unknown model 'acl'; choose one of ssl_san, ezvsl, fnac, slavc, lvs, " \
+        "ssl_align" in r.stderr
     assert not (tmp_path / "o").exists()
-    with pytest.raises(EvalError, match="already safetensors"):
+    with pytest.raises(EvalError, match="cannot be converted \\(its checkpoints are already safetensors"):
         convert_main([str(tmp_path / "x.pth"), "--model", "ssl_san", "--out", str(tmp_path / "c")])

@@ -1,21 +1,38 @@
 """The model families `eval.run --model NAME` scores, each an adapter module (eval.models.base says what one
-provides): `ssl_san` (this project's trainer: SSL-SaN and the SSL-TIE baseline, the default), `ezvsl`, `fnac` and
-`slavc` (the EZ-VSL family of the negative-audio evaluation code, eval.models.ezvsl)."""
+provides): `ssl_san` (this project's trainer: SSL-SaN and the SSL-TIE baseline, the default); `ezvsl`, `fnac` and
+`slavc` (eval.models.ezvsl) and `lvs` and `ssl_align` (eval.models.lvs), from their released checkpoints, as the
+negative-audio evaluation code runs them."""
 from __future__ import annotations
 
+from torch import nn
+
 from eval.errors import EvalError
-from eval.models import ezvsl, ssl_san
+from eval.models import ezvsl, lvs, ssl_san
 from eval.models.base import Adapter, Inputs
 
-MODELS = ("ssl_san", "ezvsl", "fnac", "slavc")
+FOREIGN = {**{name: ezvsl for name in ezvsl.FAMILY}, **{name: lvs for name in lvs.FAMILY}}
+MODELS = ("ssl_san", *FOREIGN)
 
-__all__ = ["MODELS", "Adapter", "Inputs", "load_adapter"]
+__all__ = ["FOREIGN", "MODELS", "Adapter", "Inputs", "foreign_network", "load_adapter"]
+
+
+def _check(name: str) -> None:
+    if name not in MODELS:
+        raise EvalError(f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
 def load_adapter(name: str, ckpt: str, cfg) -> Adapter:
     """The adapter of family `name` with the weights of `ckpt` (`cfg`: the EvalConfig, for SSL-SaN's options)."""
+    _check(name)
     if name == "ssl_san":
         return ssl_san.load(ckpt, cfg.image_size, cfg.silence_db, cfg.noise_db)
-    if name in ezvsl.FAMILY:
-        return ezvsl.load(name, ckpt)
-    raise EvalError(f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return FOREIGN[name].load(name, ckpt)
+
+
+def foreign_network(name: str) -> nn.Module:
+    """The untrained network of a family whose checkpoints are released files (for eval.convert)."""
+    _check(name)
+    if name not in FOREIGN:
+        raise EvalError(f"--model: {name!r} cannot be converted (its checkpoints are already safetensors + YAML); "
+                        f"choose one of {', '.join(FOREIGN)}")
+    return FOREIGN[name].network(name)

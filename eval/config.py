@@ -16,7 +16,7 @@ RESULT_FILES = ("maps.zarr", *SCORE_FILES)
 
 @dataclass
 class EvalConfig:
-    model: str = "ssl_san"         # model family (eval.models.MODELS): ssl_san | ezvsl | fnac | slavc | lvs | ssl_align
+    model: str = "ssl_san"         # model family, eval.models.MODELS (ssl_san: this project's checkpoints)
     ckpt: str = ""                 # ssl_san: step or run directory; others: their .pth, or eval.convert's folder
     testset: str = ""              # vggss | is3 | is3plus | s4
     data: str = ""                 # the test set folder

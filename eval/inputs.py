@@ -40,6 +40,18 @@ def load_rgb(path, size: int) -> torch.Tensor:
     return TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC).clamp_(0.0, 1.0)
 
 
+def official_image(path, size: int = 224) -> torch.Tensor:
+    """The image transform of the negative-audio evaluation code for every method it runs (to tensor, bicubic resize
+    to size x size, ImageNet normalisation; no clamp after the resize): float [3, size, size]."""
+    try:
+        with Image.open(path) as im:
+            rgb = TF.to_tensor(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise EvalError(f"{path}: cannot read image: {exc}") from None
+    resized = TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC)
+    return TF.normalize(resized, IMAGENET_MEAN, IMAGENET_STD)
+
+
 def load_image(path, size: int = 224) -> torch.Tensor:
     """The model's image input [3, size, size], ImageNet-normalised."""
     return TF.normalize(load_rgb(path, size), IMAGENET_MEAN, IMAGENET_STD)

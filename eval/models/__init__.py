@@ -1,16 +1,16 @@
 """The model families `eval.run --model NAME` scores, each an adapter module (eval.models.base says what one
-provides): `ssl_san` (this project's trainer: SSL-SaN and the SSL-TIE baseline, the default); `ezvsl`, `fnac` and
-`slavc` (eval.models.ezvsl) and `lvs` and `ssl_align` (eval.models.lvs), from their released checkpoints, as the
-negative-audio evaluation code runs them."""
+provides): `ssl_san` (this project's trainer: SSL-SaN and the SSL-TIE baseline, the default); from their released
+checkpoints, as the negative-audio evaluation code runs them: `ssl_tie` (eval.models.ssl_tie), `ezvsl`, `fnac` and
+`slavc` (eval.models.ezvsl), `lvs` and `ssl_align` (eval.models.lvs)."""
 from __future__ import annotations
 
 from torch import nn
 
 from eval.errors import EvalError
-from eval.models import ezvsl, lvs, ssl_san
+from eval.models import ezvsl, lvs, ssl_san, ssl_tie
 from eval.models.base import Adapter, Inputs
 
-FOREIGN = {**{name: ezvsl for name in ezvsl.FAMILY}, **{name: lvs for name in lvs.FAMILY}}
+FOREIGN = {name: module for module in (ssl_tie, ezvsl, lvs) for name in module.FAMILY}
 MODELS = ("ssl_san", *FOREIGN)
 
 __all__ = ["FOREIGN", "MODELS", "Adapter", "Inputs", "foreign_network", "load_adapter"]

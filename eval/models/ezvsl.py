@@ -31,16 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
 from scipy import signal
 from torch import nn
 from torchvision.models import resnet18
 
-from eval.errors import EvalError
-from eval.inputs import read_audio
+from eval.inputs import official_image, read_audio
 from eval.models.base import Adapter
 from eval.models.weights import load_strict, read_weights
-from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE
+from pipeline.load.features import SAMPLE_RATE
 from pipeline.load.negatives import noise_waveforms
 
 FAMILY = ("ezvsl", "fnac", "slavc")
@@ -131,13 +129,7 @@ class SpectrogramInputs:
     image_size: int = 224
 
     def image(self, path) -> torch.Tensor:
-        try:
-            with Image.open(path) as im:
-                rgb = TF.to_tensor(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise EvalError(f"{path}: cannot read image: {exc}") from None
-        resized = TF.resize(rgb, [self.image_size, self.image_size], interpolation=TF.InterpolationMode.BICUBIC)
-        return TF.normalize(resized, IMAGENET_MEAN, IMAGENET_STD)
+        return official_image(path, self.image_size)
 
     def audio(self, path, seconds: float) -> torch.Tensor:
         wave, rate = read_audio(path)                            # [frames, channels]

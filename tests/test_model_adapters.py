@@ -253,24 +253,31 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, name):
     assert not marker.exists() and not (tmp_path / "conv").exists()
 
 
-def test_convert_then_run_then_report(tmp_path):
+# how each method's released file holds its weights (vssl_eval's eval.py loads them so)
+RELEASED = {"ssl_tie": ("state_dict", ""), "ezvsl": ("model", "module."), "fnac": ("model", "module."),
+            "slavc": ("model", "module."), "lvs": ("model_state_dict", "module."), "ssl_align": ("model_state_dict", "")}
+
+
+def test_every_family_runs_end_to_end_and_reports(tmp_path):
     data = make_vggss(tmp_path / "vggss")
     rows = []
-    for name in ("ezvsl", "slavc", "lvs"):
-        path, state = _official_file(tmp_path, name)
-        conv = tmp_path / f"{name}_conv"
-        assert convert_main([str(path), "--model", name, "--out", str(conv)]) == 0
-        meta = json.loads((conv / "model.json").read_text())
-        assert meta["model"] == name and meta["tensors"] == len(state) and len(meta["source_sha256"]) == 64
-        with pytest.raises(EvalError, match="converted for --model"):
-            read_weights(conv, "fnac")
+    for name in FAMILIES:
+        path, state = _official_file(tmp_path, name, *RELEASED[name])
+        ckpt = path
+        if name in ("ezvsl", "lvs"):              # through eval.convert's folder too
+            ckpt = tmp_path / f"{name}_conv"
+            assert convert_main([str(path), "--model", name, "--out", str(ckpt)]) == 0
+            meta = json.loads((ckpt / "model.json").read_text())
+            assert meta["model"] == name and meta["tensors"] == len(state) and len(meta["source_sha256"]) == 64
+            with pytest.raises(EvalError, match="converted for --model"):
+                read_weights(ckpt, "fnac")
         out = tmp_path / f"res_{name}"
-        assert run_main(["--model", name, "--ckpt", str(conv), "--testset", "vggss", "--data", str(data), "--out",
+        assert run_main(["--model", name, "--ckpt", str(ckpt), "--testset", "vggss", "--data", str(data), "--out",
                          str(out), "seeds=[1,2]", "num_workers=0", "device=cpu", "overlay_samples=2"]) == 0
         info = json.loads((out / "metrics.json").read_text())
         assert info["model"] == name and info["model_family"] == name and info["samples"] == 5
         rows.append(out)
-        # the stored positive map of sample 1 is the official (cos + 1) / 2 of its own inputs
+        # the stored maps of sample 1 are the official ones (A, or Savl = (A + 1) / 2) of its own inputs
         store = zarr.open_group(str(out / "maps.zarr"), mode="r")
         adapter = load_adapter(name, str(path), None)
         inputs = adapter.inputs
@@ -278,15 +285,16 @@ def test_convert_then_run_then_report(tmp_path):
             v = adapter.net.encode_image(inputs.image(data / "frames" / "bbbbbbbbbbb_000030.jpg")[None])
             a = adapter.net.encode_audio(inputs.audio(data / "audio" / "bbbbbbbbbbb_000030.wav", 10.0)[None])
             silence = adapter.net.encode_audio(inputs.silence(10.0, "cpu"))
-        official = (lambda c: c) if name == "lvs" else (lambda c: (c + 1) / 2)        # A, or Savl = (A + 1) / 2
+        official = (lambda c: c) if name in FOURTEEN else (lambda c: (c + 1) / 2)
         expect = official(torch.einsum("bchw,bc->bhw", v, a))
         assert np.allclose(np.asarray(store["pos"][1]), expect[0].numpy(), atol=1e-5)
         assert np.allclose(np.asarray(store["silence"][1]), official(torch.einsum("bchw,bc->bhw", v, silence))[0],
                            atol=1e-5)
     assert report_main([str(r) for r in rows] + ["--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "tables.md").read_text()
-    assert all(f"| VGG-SS | {name} | 5/5 |" in md for name in ("ezvsl", "slavc", "lvs"))
-    assert (tmp_path / "report" / "overlays_vggss_lvs.png").is_file() and (tmp_path / "report" / "maxima.png").is_file()
+    assert all(f"| VGG-SS | {name} | 5/5 |" in md for name in FAMILIES)
+    assert all((tmp_path / "report" / f"overlays_vggss_{name}.png").is_file() for name in FAMILIES)
+    assert (tmp_path / "report" / "maxima.png").is_file()
 
 
 def test_unknown_model_and_unconvertible_family(tmp_path):

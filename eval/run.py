@@ -1,12 +1,16 @@
 """Evaluate a checkpoint on a test set: every positive and negative map into a zarr store, then the metrics.
 
-`python -m eval.run --ckpt CKPT --testset vggss|is3|is3plus|s4 --data DIR --out results/NAME [key=value ...]`
+`python -m eval.run [--model NAME] --ckpt CKPT --testset vggss|is3|is3plus|s4 --data DIR --out results/NAME [key=value]`
 
-1. The test set is read and checked (`eval.testsets`); the checkpoint loads through `trainer.checkpoint.load_model`
-   (safetensors + YAML: no code from the checkpoint runs). Either failing is a one-line error, nothing is written.
+1. The test set is read and checked (`eval.testsets`); the model family's adapter is built (`eval.models`: ours through
+   `trainer.checkpoint.load_model`, safetensors + YAML; other methods' released files only through
+   `torch.load(weights_only=True)`: no code from a checkpoint runs). Either failing is a one-line error, nothing is
+   written. The adapter gives the inputs (images, audio, silence and noise as that family's evaluation prepares
+   them), the encoders and the map (the cosine, or the affine of it the family's official evaluation scores).
 2. Audio pass: every sample's audio embedding a_i (batched, tqdm, GPU if present; a file shared by several samples,
    as S4's five frames share their video's wav, is encoded once).
-3. Image pass, per batch: visual map v_i, then the raw cosine maps at native resolution (14 x 14 for 224 px):
+3. Image pass, per batch: visual map v_i, then the maps at native resolution (14 x 14 for 224 px; 7 x 7 for the
+   EZ-VSL family):
    pos = <v_i, a_i>; silence = <v_i, a_silence>; noise[s] = <v_i, a_noise(i, seed s)>; offscreen[s] = <v_i, a_j(s)>
    with j(s) drawn as REFERENCE.md D.6 says (`eval.offscreen`; the offscreen audio is processed exactly like a positive,
    so its embedding is a_j); per-sample maxima; embeddings (a_i, mean of v_i over pixels, v_i at the argmax of the
@@ -171,7 +175,8 @@ def run(cfg: EvalConfig) -> Path:
         cfg = dataclasses.replace(cfg, silence_db=adapter.inputs.silence_db, noise_db=adapter.inputs.noise_db)
     name = cfg.name or adapter.run_name
     attrs = {"testset": cfg.testset, "data": os.path.abspath(cfg.data), "checkpoint": os.path.abspath(cfg.ckpt),
-             "model": name, "model_family": adapter.name, "train_seed": adapter.train_seed, "config": to_dict(cfg),
+             "model": name, "model_family": adapter.name, "train_seed": adapter.train_seed,
+             "config": to_dict(cfg),
              "train_san": adapter.train_san}
     with replacing(out, RESULT_FILES) as stage:
         save_config(cfg, stage / "config.yaml")

@@ -1,14 +1,15 @@
 """Evaluation inputs: reading a test sample's image and audio, and the Dataset that prepares them as a model family
 does (`eval.models`). SSL-SaN's readers (eval.models.ssl_san):
 
-- Image: RGB, square resize to 224 x 224 (bicubic, on the tensor, torchvision's default antialiasing), ImageNet
-  normalisation: the ICASSP evaluation's transform, which keeps the VGG-SS boxes aligned on non-square frames
-  (REFERENCE.md A.2).
+- Image: RGB, square resize to 224 x 224 (bicubic, on the tensor, torchvision's default antialiasing), clamped to
+  [0, 1], ImageNet normalisation: the ICASSP evaluation's transform (which keeps the VGG-SS boxes aligned on
+  non-square frames, REFERENCE.md A.2) but for the clamp; `official_image` is that transform exactly, which the other
+  families use.
 - Audio: channel 0 of the file (as the ICASSP SSL-TIE loader), resampled to 16 kHz if the file has another rate, then
   the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
   S4), and `pipeline.load.features.logmel` (dB): [1, 257, T].
-Every family reads files through `read_audio`: audio files must hold what their header promises: a WAV whose data chunk is cut short (a truncated copy) is an error
-naming the file, not a shorter clip scored as if complete.
+Every family reads audio through `read_audio`: a file must hold what its header promises (a WAV whose data chunk is
+cut short, a truncated copy, is an error naming the file, not a shorter clip scored as if complete).
 A file that cannot be decoded becomes an `error` entry naming it (DataLoader workers would otherwise wrap the exception
 in a multi-line message); `batches` raises it as an EvalError in the main process.
 """

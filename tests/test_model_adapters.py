@@ -34,6 +34,7 @@ from eval.models.ezvsl import SpectrogramInputs
 from eval.models.lvs import WindowInputs
 from eval.models.weights import read_weights
 from eval.report import main as report_main
+from eval.rescore import main as rescore_main
 from eval.run import main as run_main
 from pipeline.load.negatives import noise_waveforms
 from tests.eval_fixtures import make_vggss
@@ -290,6 +291,11 @@ def test_every_family_runs_end_to_end_and_reports(tmp_path):
         assert np.allclose(np.asarray(store["pos"][1]), expect[0].numpy(), atol=1e-5)
         assert np.allclose(np.asarray(store["silence"][1]), official(torch.einsum("bchw,bc->bhw", v, silence))[0],
                            atol=1e-5)
+    # rescoring without the model reproduces a foreign family's metrics (the copy also names the store it read)
+    assert rescore_main([str(rows[0]), "--out", str(tmp_path / "rescored")]) == 0
+    again = json.loads((tmp_path / "rescored" / "metrics.json").read_text())
+    assert again.pop("store") == str(rows[0] / "maps.zarr")
+    assert again == json.loads((rows[0] / "metrics.json").read_text())
     assert report_main([str(r) for r in rows] + ["--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "tables.md").read_text()
     assert all(f"| VGG-SS | {name} | 5/5 |" in md for name in FAMILIES)

@@ -30,14 +30,12 @@ def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path
 
 
 def test_machine_scaling_control_is_a_sane_ratio():
-    # two busy loops in one window vs one: about 2 on an idle 2-core machine, about 1 on a full one; a load that
-    # changes between the two windows can push one reading past 2.5, so a second and third reading may be taken
-    readings = []
-    for _ in range(3):
-        readings.append(machine_scaling(2, seconds=0.3, setup=1.0))
-        if 0.3 < readings[-1] < 2.5:
-            break
-    assert 0.3 < readings[-1] < 2.5, readings
+    # two busy loops in one window vs one: about 2 on an idle 2-core machine, about 1 on a full one, above 2 only when
+    # the machine's other load changes between the two windows (one reading in ten here: 1.2-2.8 at 0.3 s); the
+    # window opens only once every loop runs, so a cold process start (the first forkserver of a session imports the
+    # project) cannot eat into it. The median of three readings:
+    readings = sorted(machine_scaling(2, seconds=0.3) for _ in range(3))
+    assert 0.3 < readings[1] < 2.5, readings
 
 
 def test_bench_rejects_bad_options(capsys):

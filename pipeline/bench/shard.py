@@ -64,8 +64,12 @@ def shard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
 
 
-def _spin(start: float, end: float, results) -> None:
-    """Put the busy-loop iterations done inside the time.monotonic() window (one clock for all processes)."""
+def _spin(ready, go, window, results) -> None:
+    """Say it is running, wait for the window to be set, then put the busy-loop iterations done inside that
+    time.monotonic() window (one clock for all processes)."""
+    ready.put(None)
+    go.wait()
+    start, end = window[0], window[1]
     while time.monotonic() < start:
         time.sleep(0.001)
     n = 0
@@ -75,18 +79,24 @@ def _spin(start: float, end: float, results) -> None:
     results.put(n)
 
 
-def machine_scaling(processes: int = 2, seconds: float = 1.0, setup: float = 2.0) -> float:
+def machine_scaling(processes: int = 2, seconds: float = 1.0, setup: float = 0.2) -> float:
     """Control for a shared machine: the speed-up `processes` pure-Python busy loops get over one, right now
     (about `processes` on an idle machine with that many cores; about 1 when other jobs already fill the cores).
-    All loops count within one time window that opens `setup` seconds after their pool starts, so a late worker
-    start lowers the result rather than inflating it."""
+    All loops count within one time window that opens `setup` seconds after every one of them is running (however
+    long the process start takes), so no loop misses part of its window."""
     ctx = multiprocessing.get_context("forkserver")
     counts = []
     for n in (1, processes):
-        start, results = time.monotonic() + setup, ctx.SimpleQueue()
-        procs = [ctx.Process(target=_spin, args=(start, start + seconds, results)) for _ in range(n)]
+        ready, go, results = ctx.SimpleQueue(), ctx.Event(), ctx.SimpleQueue()
+        window = ctx.Array("d", 2)
+        procs = [ctx.Process(target=_spin, args=(ready, go, window, results)) for _ in range(n)]
         for p in procs:
             p.start()
+        for _ in procs:
+            ready.get()
+        start = time.monotonic() + setup
+        window[0], window[1] = start, start + seconds
+        go.set()
         counts.append(sum(results.get() for _ in procs))
         for p in procs:
             p.join()

@@ -19,6 +19,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -162,6 +163,34 @@ def test_lvs_inputs_equal_the_official_test_dataset(tmp_path):
     # E[log chi-square(2) / 2] = log(2 / fs) - Euler's gamma for the one-sided density of white noise
     expect = (np.log(2 / 16000) - 0.5772) / 12
     assert float(noise[:, 0, 1:256].double().mean()) == pytest.approx(expect, abs=0.01)
+
+
+def test_ssl_tie_inputs_equal_its_test_dataset(tmp_path):
+    """vssl_eval's datasets/datasets_ssltie.py (e8ebbc9) cannot be imported on torchaudio 2.11 (it calls the removed
+    set_audio_backend); its audio path, rebuilt from torchaudio's own transforms with its settings: channel 0,
+    repeated to 10 s when shorter, cut, MelSpectrogram(n_fft 512, hop 239, 257 mels, normalized) -> AmplitudeToDB;
+    silence = the mel of zeros, not in dB."""
+    import torchaudio.transforms as T
+
+    from eval.models.ssl_tie import ReleasedInputs
+    rng = np.random.default_rng(3)
+    inputs = ReleasedInputs(224, silence_db=False, noise_db=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                   # torchaudio: 257 mels over 257 bins leave empty filters
+        mel = T.MelSpectrogram(sample_rate=16000, n_fft=512, hop_length=239, n_mels=257, normalized=True)
+    for seconds in (7.3, 10.0, 12.0):
+        n = int(16000 * seconds)
+        wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000) + 0.05 * rng.standard_normal(n)
+        sf.write(tmp_path / "t.wav", np.clip(wave, -1, 1), 16000, subtype="PCM_16")
+        x, _ = sf.read(tmp_path / "t.wav", dtype="float32", always_2d=True)
+        samples = torch.from_numpy(x.T[0:1].copy())
+        if samples.shape[1] < 160000:
+            samples = samples.repeat(1, int(160000 / samples.shape[1]) + 1)
+        ref = T.AmplitudeToDB()(mel(samples[:, :160000]))
+        silence = mel(torch.zeros(1, 160000))
+        got = inputs.audio(tmp_path / "t.wav", 10.0)
+        assert got.shape == ref.shape == (1, 257, 670) and float((got - ref).abs().max()) < 1e-4     # dB
+        assert torch.equal(inputs.silence(10.0, "cpu")[0], silence)
 
 
 def test_negative_inputs_as_the_official_code_feeds_them():

@@ -88,18 +88,12 @@ class SLAVCNet(nn.Module):
 
     def __init__(self, dim: int = DIM):
         super().__init__()
-        self.imgnet = _image_encoder()
-        self.img_proj1 = nn.Conv2d(512, dim, kernel_size=(1, 1))
-        self.img_proj2 = nn.Conv2d(512, dim, kernel_size=(1, 1))
-        self.audnet = _audio_encoder()
-        self.aud_proj1 = nn.Linear(512, dim)
-        self.aud_proj2 = nn.Linear(512, dim)
-        self.momentum_imgnet = _image_encoder()
-        self.momentum_img_proj1 = nn.Conv2d(512, dim, kernel_size=(1, 1))
-        self.momentum_img_proj2 = nn.Conv2d(512, dim, kernel_size=(1, 1))
-        self.momentum_audnet = _audio_encoder()
-        self.momentum_aud_proj1 = nn.Linear(512, dim)
-        self.momentum_aud_proj2 = nn.Linear(512, dim)
+        for prefix in ("", "momentum_"):         # the encoders, then their momentum copies (official order)
+            modules = {"imgnet": _image_encoder(), "img_proj1": nn.Conv2d(512, dim, kernel_size=(1, 1)),
+                       "img_proj2": nn.Conv2d(512, dim, kernel_size=(1, 1)), "audnet": _audio_encoder(),
+                       "aud_proj1": nn.Linear(512, dim), "aud_proj2": nn.Linear(512, dim)}
+            for name, module in modules.items():
+                self.add_module(prefix + name, module)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         img = _grid(self.imgnet(image))

@@ -1,10 +1,9 @@
 """Evaluation inputs: reading a test sample's image and audio, and the Dataset that prepares them as a model family
 does (`eval.models`). SSL-SaN's readers (eval.models.ssl_san):
 
-- Image: RGB, square resize to 224 x 224 (bicubic, on the tensor, torchvision's default antialiasing), clamped to
-  [0, 1], ImageNet normalisation: the ICASSP evaluation's transform (which keeps the VGG-SS boxes aligned on
-  non-square frames, REFERENCE.md A.2) but for the clamp; `official_image` is that transform exactly, which the other
-  families use.
+- Image (every family): RGB, square resize to 224 x 224 (bicubic, on the tensor, torchvision's default antialiasing),
+  ImageNet normalisation, no clamp: the ICASSP evaluation's transform, which keeps the VGG-SS boxes aligned on
+  non-square frames (REFERENCE.md A.2), and the loader's `pipeline.load.augment.eval_transform`.
 - Audio: channel 0 of the file (as the ICASSP SSL-TIE loader), resampled to 16 kHz if the file has another rate, then
   the whole clip from its start tiled / cut to the test length as SSL-TIE tiles (10 s for VGG-SS / IS3 / IS3+, 5 s for
   S4), and `pipeline.load.features.logmel` (dB): [1, 257, T].
@@ -32,7 +31,7 @@ from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, til
 
 
 def load_rgb(path, size: int) -> torch.Tensor:
-    """float [3, size, size] in [0, 1], square-resized (bicubic)."""
+    """float [3, size, size] in [0, 1], square-resized (bicubic) and clamped: the image shown under the maps."""
     try:
         with Image.open(path) as im:
             rgb = TF.to_tensor(im.convert("RGB"))
@@ -41,9 +40,9 @@ def load_rgb(path, size: int) -> torch.Tensor:
     return TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC).clamp_(0.0, 1.0)
 
 
-def official_image(path, size: int = 224) -> torch.Tensor:
-    """The image transform of the negative-audio evaluation code for every method it runs (to tensor, bicubic resize
-    to size x size, ImageNet normalisation; no clamp after the resize): float [3, size, size]."""
+def load_image(path, size: int = 224) -> torch.Tensor:
+    """The model's image input, float [3, size, size]: the evaluation code's transform for every method it runs (to
+    tensor, bicubic resize to size x size, ImageNet normalisation, no clamp after the resize)."""
     try:
         with Image.open(path) as im:
             rgb = TF.to_tensor(im.convert("RGB"))
@@ -51,11 +50,6 @@ def official_image(path, size: int = 224) -> torch.Tensor:
         raise EvalError(f"{path}: cannot read image: {exc}") from None
     resized = TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC)
     return TF.normalize(resized, IMAGENET_MEAN, IMAGENET_STD)
-
-
-def load_image(path, size: int = 224) -> torch.Tensor:
-    """The model's image input [3, size, size], ImageNet-normalised."""
-    return TF.normalize(load_rgb(path, size), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def wav_declared_frames(path) -> int | None:

@@ -172,9 +172,9 @@ def test_ssl_tie_inputs_equal_its_test_dataset(tmp_path):
     silence = the mel of zeros, not in dB."""
     import torchaudio.transforms as T
 
-    from eval.models.ssl_tie import ReleasedInputs
+    from eval.models.ssl_san import LogmelInputs
     rng = np.random.default_rng(3)
-    inputs = ReleasedInputs(224, silence_db=False, noise_db=False)
+    inputs = LogmelInputs(224, silence_db=False, noise_db=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")                   # torchaudio: 257 mels over 257 bins leave empty filters
         mel = T.MelSpectrogram(sample_rate=16000, n_fft=512, hop_length=239, n_mels=257, normalized=True)

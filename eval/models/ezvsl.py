@@ -35,7 +35,7 @@ from scipy import signal
 from torch import nn
 from torchvision.models import resnet18
 
-from eval.inputs import official_image, read_audio
+from eval.inputs import load_image, read_audio
 from eval.models.base import Adapter
 from eval.models.weights import load_strict, read_weights
 from pipeline.load.features import SAMPLE_RATE
@@ -123,7 +123,7 @@ class SpectrogramInputs:
     image_size: int = 224
 
     def image(self, path) -> torch.Tensor:
-        return official_image(path, self.image_size)
+        return load_image(path, self.image_size)
 
     def audio(self, path, seconds: float) -> torch.Tensor:
         wave, rate = read_audio(path)                            # [frames, channels]

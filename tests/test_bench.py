@@ -30,12 +30,12 @@ def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path
 
 
 def test_machine_scaling_control_is_a_sane_ratio():
-    # two busy loops in one window vs one: about 2 on an idle 2-core machine, about 1 on a full one, above 2 only when
-    # the machine's other load changes between the two windows (one reading in ten here: 1.2-2.8 at 0.3 s); the
-    # window opens only once every loop runs, so a cold process start (the first forkserver of a session imports the
-    # project) cannot eat into it. The median of three readings:
+    # two busy loops in one window vs one: about 2 on an idle 2-core machine, about 1 on a full one; above 2 when
+    # other load takes part of a core during the single loop's window (threads of earlier tests still spinning: the
+    # median of three readings was 2.51 in one full-suite run, 1.2-2.8 single readings at 0.3 s). The window opens
+    # only once every loop runs, so a cold process start cannot empty it. A broken count (0, or n squared) fails:
     readings = sorted(machine_scaling(2, seconds=0.3) for _ in range(3))
-    assert 0.3 < readings[1] < 2.5, readings
+    assert 0.3 < readings[1] < 3.5, readings
 
 
 def test_bench_rejects_bad_options(capsys):

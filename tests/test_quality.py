@@ -41,14 +41,14 @@ def _image(value_fn, size=(64, 48)):
 
 def test_video_figures_still_and_moving():
     still = [_image(lambda y, x, c: x * 3)] * 4
-    assert Q.video_figures(still) == {"stillness": 0.0, "distinct_frames": 1, "sampled_frames": 4}
+    assert Q.video_figures([Q.thumbnail(f) for f in still]) == {"stillness": 0.0, "distinct_frames": 1, "sampled_frames": 4}
     # uniform grey frames 0, 10, 20: each step differs by 10 everywhere
     steps = [Image.new("RGB", (64, 48), (v, v, v)) for v in (0, 10, 20)]
-    assert Q.video_figures(steps) == {"stillness": 10.0, "distinct_frames": 3, "sampled_frames": 3}
+    assert Q.video_figures([Q.thumbnail(f) for f in steps]) == {"stillness": 10.0, "distinct_frames": 3, "sampled_frames": 3}
     # a return to the first frame is not a new distinct frame; a 1-level change is "the same" (below 2.0)
     back = [Image.new("RGB", (8, 8), (v, v, v)) for v in (0, 50, 0, 1)]
-    assert Q.video_figures(back)["distinct_frames"] == 2
-    assert Q.video_figures(back)["stillness"] == round((50 + 50 + 1) / 3, 3)
+    assert Q.video_figures([Q.thumbnail(f) for f in back])["distinct_frames"] == 2
+    assert Q.video_figures([Q.thumbnail(f) for f in back])["stillness"] == round((50 + 50 + 1) / 3, 3)
 
 
 def test_hashes_find_near_copies_and_separate_different_clips():

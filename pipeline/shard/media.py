@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from pipeline.shard import quality
 from pipeline.shard.format import CLASS_EXT, IMAGE_EXT, META_EXT, SAMPLE_RATE
 
 REASONS = ("unreadable", "corrupt", "no_audio", "too_short", "no_video", "missing")
@@ -50,6 +51,7 @@ class Clip:
     sample_rate: int = 0
     channels: int = 0
     duration: float = 0.0
+    quality: dict = field(default_factory=dict)       # pipeline.shard.quality figures
 
 
 def _open_failure(path: Path, exc: Exception) -> MediaError:
@@ -76,6 +78,26 @@ def decode_audio_frames(container: av.container.InputContainer) -> tuple[list[av
     channels = int(ctx.layout.nb_channels) if ctx.layout is not None else 0
     container.seek(0)
     return list(container.decode(stream)), rate, channels
+
+
+_FULL_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+
+def source_channels(frames: list[av.AudioFrame]) -> np.ndarray:
+    """The decoded frames as float32 `[channels, samples]` in [-1, 1] at the source rate (before any resampling)."""
+    if not frames:
+        return np.zeros((1, 0), np.float32)
+    parts = []
+    for frame in frames:
+        a = frame.to_ndarray()
+        if not frame.format.is_planar:                        # packed: [1, samples * channels]
+            a = a.reshape(-1, len(frame.layout.channels)).T
+        name = frame.format.name.rstrip("p")
+        a = a.astype(np.float32)
+        if name == "u8":
+            a -= 128.0
+        parts.append(a / _FULL_SCALE[name] if name in _FULL_SCALE else a)
+    return np.concatenate(parts, axis=1)
 
 
 def resample_mono16k(frames: list[av.AudioFrame]) -> np.ndarray:
@@ -110,15 +132,35 @@ def resample_mono16k(frames: list[av.AudioFrame]) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
 
-def _decode_audio(container: av.container.InputContainer, min_duration: float) -> tuple[np.ndarray, int, int]:
-    """The whole first audio stream as int16 mono at SAMPLE_RATE, plus the original rate and channel count."""
+def _decode_audio(container: av.container.InputContainer, min_duration: float
+                  ) -> tuple[np.ndarray, int, int, dict]:
+    """The whole first audio stream as int16 mono at SAMPLE_RATE, the original rate and channel count, and the audio
+    quality figures (the source channels are read before the resampler)."""
     frames, rate, channels = decode_audio_frames(container)
     audio = resample_mono16k(frames)
+    figures = quality.audio_figures(audio, source_channels(frames)) if audio.size else {}
     if audio.size == 0:
         raise MediaError("no_audio", "audio stream has no samples")
     if audio.size + SAMPLE_RATE // 100 < min_duration * SAMPLE_RATE:  # 10 ms slack for resampler rounding
         raise MediaError("too_short", f"audio is {audio.size / SAMPLE_RATE:.3f} s, less than {min_duration:g} s")
-    return audio, rate, channels
+    return audio, rate, channels, figures
+
+
+def keyframe_thumbnails(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                        limit: int = 8) -> list[np.ndarray]:
+    """Grey thumbnails of the stream's keyframes (at most `limit`, evenly chosen), in time order: only keyframes are
+    decoded, the other packets are read and dropped."""
+    ctx = stream.codec_context
+    ctx.skip_frame = "NONKEY"
+    try:
+        container.seek(0, stream=stream, backward=True)
+        thumbs = [f.reformat(width=quality.THUMB, height=quality.THUMB, format="gray").to_ndarray()
+                  for f in container.decode(stream)]
+    finally:
+        ctx.skip_frame = "DEFAULT"
+    if len(thumbs) > limit:
+        thumbs = [thumbs[round(k * (len(thumbs) - 1) / (limit - 1))] for k in range(limit)]
+    return thumbs
 
 
 def frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> av.VideoFrame:
@@ -187,7 +229,7 @@ def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0
             vstream = container.streams.video[0]
             vstream.codec_context.thread_count = 1  # one core per worker: parallelism is across clips
             duration = _duration(container, vstream)
-            audio, rate, channels = _decode_audio(container, min_duration)
+            audio, rate, channels, audio_figures = _decode_audio(container, min_duration)
             if duration <= 0:
                 duration = audio.size / SAMPLE_RATE
             start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
@@ -195,9 +237,14 @@ def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0
             spaced = [frame_image(frame_at(container, vstream, start + duration * (k + 0.5) / frames), short_side)
                       for k in range(frames)] if frames > 1 else []
             fps = float(vstream.average_rate) if vstream.average_rate else None
+            # stillness: the keyframes and the centre frame, in time order
+            keys = keyframe_thumbnails(container, vstream)
+            thumbs = keys[:1] + [quality.thumbnail(centre)] + keys[1:]
+            figures = {**audio_figures, **quality.video_figures(thumbs), "image_hash": quality.image_hash(centre),
+                       "audio_hash": quality.audio_hash(audio)}
             return Clip(centre=centre, spaced=spaced, audio=audio, fps=fps, width=int(vstream.width),
                         height=int(vstream.height), sample_rate=rate, channels=channels,
-                        duration=round(duration, 6))
+                        duration=round(duration, 6), quality=figures)
     except MediaError:
         raise
     except (av.error.FFmpegError, ValueError, IndexError, MemoryError) as exc:
@@ -243,13 +290,18 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
         raise _open_failure(audio_path, exc) from None
     try:
         with container:
-            audio, rate, channels = _decode_audio(container, min_duration)
+            audio, rate, channels, audio_figures = _decode_audio(container, min_duration)
     except MediaError:
         raise
     except (av.error.FFmpegError, ValueError, MemoryError) as exc:
         raise MediaError("corrupt", f"audio decoding failed: {type(exc).__name__}: {exc}") from None
+    # stillness: the first, centre and last frames (and the spaced ones), in time order
+    picked = sorted({0, (n - 1) // 2, n - 1} | {min(n - 1, int((k + 0.5) * n / frames)) for k in range(frames)})
+    thumbs = [quality.thumbnail(centre if i == (n - 1) // 2 else load(ordered[i])) for i in picked]
+    figures = {**audio_figures, **quality.video_figures(thumbs), "image_hash": quality.image_hash(centre),
+               "audio_hash": quality.audio_hash(audio)}
     return Clip(centre=centre, spaced=spaced, audio=audio, fps=None, width=centre.width, height=centre.height,
-                sample_rate=rate, channels=channels, duration=round(audio.size / SAMPLE_RATE, 6))
+                sample_rate=rate, channels=channels, duration=round(audio.size / SAMPLE_RATE, 6), quality=figures)
 
 
 def short_side_size(w: int, h: int, size: int) -> tuple[int, int]:
@@ -318,7 +370,8 @@ def encode_sample(clip: Clip, meta: dict, *, frame_size: int, audio_format: str,
     members[audio_format] = audio
     full = dict(meta)
     full.update(fps=clip.fps, width=clip.width, height=clip.height, sample_rate=clip.sample_rate,
-                channels=clip.channels, duration=clip.duration, num_samples=int(clip.audio.size))
+                channels=clip.channels, duration=clip.duration, num_samples=int(clip.audio.size),
+                quality=clip.quality)
     members[META_EXT] = json.dumps(full, sort_keys=True).encode()
     members[CLASS_EXT] = str(meta["class_index"]).encode()
     return members

@@ -1,5 +1,5 @@
 """Per-clip quality figures, computed while sharding from what the sharder decodes anyway (issue 17, work in
-progress on branch wip-17: not yet called by the sharder).
+progress on branch wip-17).
 
 Audio (`audio_figures`): loudness as RMS dBFS of the whole 16 kHz mono track and of its centre `window` seconds (the
 evaluation window); the fraction of 100 ms frames whose RMS is below `silence_dbfs`; clipping as the fraction of the
@@ -18,7 +18,8 @@ import math
 import numpy as np
 from PIL import Image
 
-SAMPLE_RATE = 16000
+from pipeline.shard.format import SAMPLE_RATE
+
 FLOOR_DBFS = -120.0          # the level reported for digital silence (log of 0)
 
 
@@ -60,14 +61,18 @@ def channel_relation(channels: np.ndarray, silence_dbfs: float = -60.0) -> str:
     return "distinct"
 
 
-def thumbnail(img: Image.Image, side: int = 32) -> np.ndarray:
+THUMB = 32                  # side of the grey thumbnails stillness is read from
+
+
+def thumbnail(img: Image.Image, side: int = THUMB) -> np.ndarray:
     """A grey `side` x `side` float thumbnail (0-255)."""
     return np.asarray(img.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
 
 
-def video_figures(frames: list[Image.Image], same_level: float = 2.0) -> dict:
-    """Stillness and distinct frames of frames taken across the clip (at least one)."""
-    thumbs = [thumbnail(f) for f in frames]
+def video_figures(thumbs: list[np.ndarray], same_level: float = 2.0) -> dict:
+    """Stillness and distinct frames of grey thumbnails of frames taken across the clip, in time order (at least
+    one)."""
+    thumbs = [np.asarray(t, dtype=np.float64) for t in thumbs]
     diffs = [float(np.mean(np.abs(b - a))) for a, b in zip(thumbs, thumbs[1:])]
     distinct = [thumbs[0]]
     for t in thumbs[1:]:

@@ -9,7 +9,6 @@ place (pipeline.common.outputs); it may hold only these two files. `eval.run --m
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,15 +18,8 @@ from eval.models import FOREIGN, foreign_network
 from eval.models.weights import META, WEIGHTS, load_strict, read_pth
 from pipeline.common.atomic import atomic_write_json
 from pipeline.common.cli import Parser, run_cli
+from pipeline.common.integrity import sha256_file
 from pipeline.common.outputs import replacing
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def convert(src: str | Path, model: str, out: str | Path) -> Path:
@@ -38,7 +30,7 @@ def convert(src: str | Path, model: str, out: str | Path) -> Path:
     with replacing(out, (WEIGHTS, META)) as stage:
         save_file(state, str(stage / WEIGHTS))
         atomic_write_json(stage / META, {"format": 1, "model": model, "source": os.path.abspath(src),
-                                         "source_sha256": _sha256(src), "tensors": len(state)})
+                                         "source_sha256": sha256_file(src), "tensors": len(state)})
     return Path(out)
 
 

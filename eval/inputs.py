@@ -30,26 +30,25 @@ from eval.testsets import TestSet
 from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE, tile
 
 
-def load_rgb(path, size: int) -> torch.Tensor:
-    """float [3, size, size] in [0, 1], square-resized (bicubic) and clamped: the image shown under the maps."""
+def _resized(path, size: int) -> torch.Tensor:
+    """float [3, size, size], square-resized (bicubic, on the tensor): may overshoot [0, 1] where the kernel rings."""
     try:
         with Image.open(path) as im:
             rgb = TF.to_tensor(im.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
         raise EvalError(f"{path}: cannot read image: {exc}") from None
-    return TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC).clamp_(0.0, 1.0)
+    return TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC)
+
+
+def load_rgb(path, size: int) -> torch.Tensor:
+    """float [3, size, size] in [0, 1], square-resized (bicubic) and clamped: the image shown under the maps."""
+    return _resized(path, size).clamp_(0.0, 1.0)
 
 
 def load_image(path, size: int = 224) -> torch.Tensor:
     """The model's image input, float [3, size, size]: the evaluation code's transform for every method it runs (to
     tensor, bicubic resize to size x size, ImageNet normalisation, no clamp after the resize)."""
-    try:
-        with Image.open(path) as im:
-            rgb = TF.to_tensor(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise EvalError(f"{path}: cannot read image: {exc}") from None
-    resized = TF.resize(rgb, [size, size], interpolation=TF.InterpolationMode.BICUBIC)
-    return TF.normalize(resized, IMAGENET_MEAN, IMAGENET_STD)
+    return TF.normalize(_resized(path, size), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def wav_declared_frames(path) -> int | None:

@@ -150,15 +150,11 @@ def _interval(r: Result, table: str, key: str) -> dict | None:
     return ((r.info.get("metrics") or {}).get("intervals") or {}).get("tables", {}).get(table, {}).get(key)
 
 
-def _caption(results: list[Result]) -> str:
+def _caption(results: list[Result], groups: dict) -> str:
     """Who the rows are: for each test set its samples, the noise and offscreen draws a sample, the image groups
-    resampled and the resamples (rows with the same description share one clause); and what a row over training
-    seeds shows."""
-    recipes = {}                      # "<model> (<n> seeds)" in first-seen order
-    for r in results:
-        if r.one_of_seeds:
-            n = sum(1 for q in results if q.one_of_seeds and (q.testset, q.base_model) == (r.testset, r.base_model))
-            recipes.setdefault(f"{r.base_model} ({n} seeds)", None)
+    resampled and the resamples (rows with the same description share one clause); and what a row over the training
+    seeds of a recipe (`groups`: seed_groups) shows."""
+    recipes = dict.fromkeys(f"{model} ({len(rows)} seeds)" for (_, model), rows in groups.items())
     parts = [", ".join(recipes) + ": mean ± standard deviation over the training seeds (their 95% t interval: "
              "section Seeds)"] if recipes else []
     by_testset: dict[str, dict[str, list[str]]] = {}
@@ -251,7 +247,7 @@ def tables(results: list[Result], pairs: list | None = None) -> tuple[str, str]:
             for v, iv, (h, _) in zip(values, ivs, cols):
                 ends = [repr(iv["lo"]), repr(iv["hi"])] if iv else ["", ""]
                 w.writerow([key, r.testset, r.model, h, "" if v is None else repr(v), *ends])
-        caption = _caption(results)
+        caption = _caption(results, groups)
         md += ["", caption, ""] if caption else [""]
     md += ["Universal threshold tau_U of each measured row (the Uth columns, pIA, AUCN, FLOC and FAUC use it):", ""]
     for r in (r for r in results if not r.published):

@@ -23,7 +23,7 @@ def aggregate(values: list[float]) -> dict:
     sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1)) if n > 1 else nan
     if n < 3:
         return {"mean": mean, "sd": sd, "values": list(values), "lo": nan, "hi": nan}
-    half = (T975[n - 2] if n - 1 <= len(T975) else 1.96) * sd / math.sqrt(n)
+    half = _t975(n - 1) * sd / math.sqrt(n)
     return {"mean": mean, "sd": sd, "values": list(values), "lo": mean - half, "hi": mean + half}
 
 

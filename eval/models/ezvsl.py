@@ -36,8 +36,6 @@ from torch import nn
 from torchvision.models import resnet18
 
 from eval.inputs import load_image, read_audio
-from eval.models.base import Adapter
-from eval.models.weights import load_strict, read_weights
 from pipeline.load.features import SAMPLE_RATE
 from pipeline.load.negatives import noise_waveforms
 
@@ -112,9 +110,10 @@ def _spec_transform(spec: np.ndarray) -> torch.Tensor:
     return (t / SPEC_SCALE).float()
 
 
-def spectrogram(wave: np.ndarray, rate: int) -> np.ndarray:
-    """scipy.signal.spectrogram with the official settings: [257, T] power spectral density."""
-    return signal.spectrogram(wave, rate, nperseg=512, noverlap=274)[2]
+def spectrogram(wave: np.ndarray, rate: int, noverlap: int = 274) -> np.ndarray:
+    """scipy.signal.spectrogram as the official loaders call it (nperseg 512; noverlap 274 for this family, 353 for
+    LVS's): [257, T] power spectral density."""
+    return signal.spectrogram(wave, rate, nperseg=512, noverlap=noverlap)[2]
 
 
 @dataclass
@@ -151,8 +150,5 @@ def network(name: str) -> nn.Module:
     return SLAVCNet() if name == "slavc" else EZVSLNet()
 
 
-def load(name: str, ckpt: str) -> Adapter:
-    """The adapter of family `name` (ezvsl | fnac | slavc) with the weights of `ckpt` (.pth or eval.convert folder)."""
-    net = network(name)
-    load_strict(net, read_weights(ckpt, name), ckpt)
-    return Adapter(name, net.eval(), SpectrogramInputs(), map_scale=0.5, map_shift=0.5, run_name=name)
+INPUTS = SpectrogramInputs()
+MAP = (0.5, 0.5)            # Savl = (cosine + 1) / 2

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from eval.models.base import Adapter
 from eval.models.ssl_san import LogmelInputs
-from eval.models.weights import load_strict, read_weights
 from trainer.config import ModelConfig
 from trainer.model import AVENet
 
@@ -20,7 +18,5 @@ def network(name: str) -> nn.Module:
     return AVENet(ModelConfig(width=64))
 
 
-def load(name: str, ckpt: str) -> Adapter:
-    net = network(name)
-    load_strict(net, read_weights(ckpt, name), ckpt)
-    return Adapter(name, net.eval(), LogmelInputs(224, silence_db=False, noise_db=False), run_name=name)
+INPUTS = LogmelInputs(224, silence_db=False, noise_db=False)
+MAP = (1.0, 0.0)            # the cosine itself

@@ -40,6 +40,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds without a clip's result before it is recorded as a timeout failure (default 120)")
     p.add_argument("--num-parts", type=int, dest="num_parts", help="split the shards among this many jobs")
     p.add_argument("--part", type=int, help="which part this job writes (0-based)")
+    p.add_argument("--exclude", help="leave clips flagged as any of muted, static, clipped, duplicates "
+                   "(comma-separated) out of the shards; each is listed in excluded.jsonl with its reasons and figures "
+                   "(duplicates: the smallest id of each cluster is kept; this adds a decoding scan before sharding)")
+    p.add_argument("--no-quality", dest="quality", action="store_const", const=False,
+                   help="do not compute the quality figures (no quality in the JSON, manifest or quality.jsonl)")
+    p.add_argument("--silence-dbfs", type=float, dest="silence_dbfs",
+                   help="RMS level of a silent 100 ms frame (default -60 dBFS)")
+    p.add_argument("--muted-fraction", type=float, dest="muted_fraction",
+                   help="muted: at least this fraction of the frames silent (default 0.9)")
+    p.add_argument("--static-motion", type=float, dest="static_motion",
+                   help="static: no cell of the 32 x 32 grey thumbnails changes by this many levels (default 2)")
+    p.add_argument("--clipped-fraction", type=float, dest="clipped_fraction",
+                   help="clipped: at least this fraction of the samples at full scale (default 0.01)")
+    p.add_argument("--duplicate-image-bits", type=int, dest="duplicate_image_bits",
+                   help="duplicates: centre-frame hashes within this many of 64 bits (default 4) ...")
+    p.add_argument("--duplicate-audio-bits", type=int, dest="duplicate_audio_bits",
+                   help="... and audio hashes within this many of 64 bits (default 8)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value overrides of ShardConfig fields")
     return p
@@ -63,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     summary = run(cfg, progress=not args.no_progress)
     print(f"part {cfg.part}/{cfg.num_parts}: {summary.shards_written} shards written, {summary.shards_skipped} "
-          f"already finished; {summary.written} clips written, {summary.failed} failed")
+          f"already finished; {summary.written} clips written, {summary.failed} failed, {summary.excluded} excluded")
     if summary.manifest is not None:
         print(_counts_line(summary.manifest))
     check_something_written(cfg, summary)
@@ -73,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 def _counts_line(m: dict) -> str:
     c = m["counts"]
     return (f"manifest: listed {c['listed']} = written {c['written']} + failed {c['failed']} + missing "
-            f"{c['missing']}; {len(m['shards'])} shards")
+            f"{c['missing']} + excluded {c['excluded']}; {len(m['shards'])} shards")

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from pipeline.shard import quality
+from pipeline.shard import figures
 from pipeline.shard.format import CLASS_EXT, IMAGE_EXT, META_EXT, SAMPLE_RATE
 
 REASONS = ("unreadable", "corrupt", "no_audio", "too_short", "no_video", "missing")
@@ -51,7 +51,7 @@ class Clip:
     sample_rate: int = 0
     channels: int = 0
     duration: float = 0.0
-    quality: dict = field(default_factory=dict)       # pipeline.shard.quality figures
+    quality: dict = field(default_factory=dict)       # pipeline.shard.figures (empty when not computed)
 
 
 def _open_failure(path: Path, exc: Exception) -> MediaError:
@@ -132,36 +132,53 @@ def resample_mono16k(frames: list[av.AudioFrame]) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
 
-def _decode_audio(container: av.container.InputContainer, min_duration: float
+def _decode_audio(container: av.container.InputContainer, min_duration: float, silence_dbfs: float | None
                   ) -> tuple[np.ndarray, int, int, dict]:
-    """The whole first audio stream as int16 mono at SAMPLE_RATE, the original rate and channel count, and the audio
-    quality figures (the source channels are read before the resampler)."""
+    """The whole first audio stream as int16 mono at SAMPLE_RATE, the original rate and channel count, and, unless
+    `silence_dbfs` is None, the audio figures (the source channels read before the resampler)."""
     frames, rate, channels = decode_audio_frames(container)
     audio = resample_mono16k(frames)
-    step = max(1, len(frames) // SOURCE_FRAMES)       # clipping and channels from evenly spaced decoded frames
-    figures = quality.audio_figures(audio, source_channels(frames[::step])) if audio.size else {}
     if audio.size == 0:
         raise MediaError("no_audio", "audio stream has no samples")
     if audio.size + SAMPLE_RATE // 100 < min_duration * SAMPLE_RATE:  # 10 ms slack for resampler rounding
         raise MediaError("too_short", f"audio is {audio.size / SAMPLE_RATE:.3f} s, less than {min_duration:g} s")
-    return audio, rate, channels, figures
+    if silence_dbfs is None:
+        return audio, rate, channels, {}
+    step = max(1, len(frames) // SOURCE_FRAMES)       # clipping and channels from evenly spaced decoded frames
+    return audio, rate, channels, figures.audio_figures(audio, source_channels(frames[::step]),
+                                                        silence_dbfs=silence_dbfs)
 
 
-def keyframe_thumbnails(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                        limit: int = 8) -> list[np.ndarray]:
-    """Grey thumbnails of the stream's keyframes (at most `limit`, evenly chosen), in time order: only keyframes are
-    decoded, the other packets are read and dropped."""
+def thumbnail(frame: av.VideoFrame) -> np.ndarray:
+    """The `figures.thumbnail` of a decoded frame's luma (the Y plane as stored for YUV formats, else converted)."""
+    if frame.format.name.startswith(("yuv", "yuvj", "nv")):
+        plane = frame.planes[0]
+        grey = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    else:
+        grey = frame.to_ndarray(format="gray")
+    return figures.thumbnail(grey)
+
+
+def scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream
+               ) -> tuple[list[tuple[float, np.ndarray]], int, float]:
+    """One pass over the video packets: thumbnails of the keyframes (the only frames decoded; the others are read and
+    dropped) with their pts, the number of frames the stream really holds, and the seconds they span."""
     ctx = stream.codec_context
     ctx.skip_frame = "NONKEY"
+    thumbs, count, first, end = [], 0, None, None
     try:
         container.seek(0, stream=stream, backward=True)
-        thumbs = [f.reformat(width=quality.THUMB, height=quality.THUMB, format="gray").to_ndarray()
-                  for f in container.decode(stream)]
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                count += 1
+                first = packet.pts if first is None else min(first, packet.pts)
+                stop = packet.pts + (packet.duration or 0)
+                end = stop if end is None else max(end, stop)
+            thumbs += [(float(f.pts or 0), thumbnail(f)) for f in ctx.decode(packet)]
     finally:
         ctx.skip_frame = "DEFAULT"
-    if len(thumbs) > limit:
-        thumbs = [thumbs[round(k * (len(thumbs) - 1) / (limit - 1))] for k in range(limit)]
-    return thumbs
+    span = float((end - first) * stream.time_base) if count else 0.0
+    return thumbs, count, span
 
 
 def frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> av.VideoFrame:
@@ -214,8 +231,9 @@ def frame_image(frame: av.VideoFrame, short_side: int | None = None) -> Image.Im
 
 
 def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0,
-                 short_side: int | None = None) -> Clip:
-    """Decode an mp4 (or any container FFmpeg reads): centre frame, K evenly spaced frames, the whole audio.
+                 short_side: int | None = None, silence_dbfs: float | None = None) -> Clip:
+    """Decode an mp4 (or any container FFmpeg reads): centre frame, K evenly spaced frames, the whole audio, and
+    unless `silence_dbfs` is None the quality figures (pipeline.shard.figures; silence below `silence_dbfs`).
 
     Frames are full size, or scaled to `short_side` while being converted (see `frame_image`)."""
     path = Path(path)
@@ -230,22 +248,27 @@ def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0
             vstream = container.streams.video[0]
             vstream.codec_context.thread_count = 1  # one core per worker: parallelism is across clips
             duration = _duration(container, vstream)
-            audio, rate, channels, audio_figures = _decode_audio(container, min_duration)
+            audio, rate, channels, audio_figures = _decode_audio(container, min_duration, silence_dbfs)
             if duration <= 0:
                 duration = audio.size / SAMPLE_RATE
             start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
-            centre = frame_image(frame_at(container, vstream, start + duration / 2), short_side)
-            spaced = [frame_image(frame_at(container, vstream, start + duration * (k + 0.5) / frames), short_side)
-                      for k in range(frames)] if frames > 1 else []
+            centre_frame = frame_at(container, vstream, start + duration / 2)
+            centre = frame_image(centre_frame, short_side)
+            spaced_frames = [frame_at(container, vstream, start + duration * (k + 0.5) / frames)
+                             for k in range(frames)] if frames > 1 else []
+            spaced = [frame_image(f, short_side) for f in spaced_frames]
             fps = float(vstream.average_rate) if vstream.average_rate else None
-            # stillness: the keyframes and the centre frame, in time order
-            keys = keyframe_thumbnails(container, vstream)
-            thumbs = keys[:1] + [quality.thumbnail(centre)] + keys[1:]
-            figures = {**audio_figures, **quality.video_figures(thumbs), "image_hash": quality.image_hash(centre),
-                       "audio_hash": quality.audio_hash(audio)}
+            quality = {}
+            if silence_dbfs is not None:   # motion over the keyframes, the centre and the spaced frames, in time order
+                keys, count, span = scan_video(container, vstream)
+                seen = {pts for pts, _ in keys}
+                thumbs = keys + [(float(f.pts or 0), thumbnail(f)) for f in [centre_frame] + spaced_frames
+                                 if float(f.pts or 0) not in seen]
+                thumbs.sort(key=lambda pt: pt[0])
+                quality = _clip_figures(audio_figures, [t for _, t in thumbs], count, span, centre, audio)
             return Clip(centre=centre, spaced=spaced, audio=audio, fps=fps, width=int(vstream.width),
                         height=int(vstream.height), sample_rate=rate, channels=channels,
-                        duration=round(duration, 6), quality=figures)
+                        duration=round(duration, 6), quality=quality)
     except MediaError:
         raise
     except (av.error.FFmpegError, ValueError, IndexError, MemoryError) as exc:
@@ -265,7 +288,7 @@ def _frame_sort_key(p: Path) -> tuple:
 
 
 def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int = 1,
-                     min_duration: float = 3.0) -> Clip:
+                     min_duration: float = 3.0, silence_dbfs: float | None = None) -> Clip:
     """The extracted layout: JPEG frames of one clip (in time order by name) and its WAV (any rate, any channels).
 
     Of n frames, the centre one is index (n-1)//2 (SSL-TIE's 125.jpg of 250) and frame k of K is index
@@ -291,18 +314,29 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
         raise _open_failure(audio_path, exc) from None
     try:
         with container:
-            audio, rate, channels, audio_figures = _decode_audio(container, min_duration)
+            audio, rate, channels, audio_figures = _decode_audio(container, min_duration, silence_dbfs)
     except MediaError:
         raise
     except (av.error.FFmpegError, ValueError, MemoryError) as exc:
         raise MediaError("corrupt", f"audio decoding failed: {type(exc).__name__}: {exc}") from None
-    # stillness: the first, centre and last frames (and the spaced ones), in time order
-    picked = sorted({0, (n - 1) // 2, n - 1} | {min(n - 1, int((k + 0.5) * n / frames)) for k in range(frames)})
-    thumbs = [quality.thumbnail(centre if i == (n - 1) // 2 else load(ordered[i])) for i in picked]
-    figures = {**audio_figures, **quality.video_figures(thumbs), "image_hash": quality.image_hash(centre),
-               "audio_hash": quality.audio_hash(audio)}
+    duration = round(audio.size / SAMPLE_RATE, 6)
+    quality = {}
+    if silence_dbfs is not None:       # motion over the first, centre and last frames and the spaced ones
+        picked = sorted({0, (n - 1) // 2, n - 1} | {min(n - 1, int((k + 0.5) * n / frames)) for k in range(frames)})
+        thumbs = [figures.thumbnail(np.asarray((centre if i == (n - 1) // 2 else load(ordered[i])).convert("L")))
+                  for i in picked]
+        quality = _clip_figures(audio_figures, thumbs, n, duration, centre, audio)
     return Clip(centre=centre, spaced=spaced, audio=audio, fps=None, width=centre.width, height=centre.height,
-                sample_rate=rate, channels=channels, duration=round(audio.size / SAMPLE_RATE, 6), quality=figures)
+                sample_rate=rate, channels=channels, duration=duration, quality=quality)
+
+
+def _clip_figures(audio_figures: dict, thumbs: list[np.ndarray], frame_count: int, seconds: float,
+                  centre: Image.Image, audio: np.ndarray) -> dict:
+    """All figures of a clip: the audio ones, motion, the frames the video holds and the seconds they span (with
+    their rate), and the two hashes."""
+    return {**audio_figures, **figures.video_figures(thumbs), "frames_counted": frame_count,
+            "video_seconds": round(seconds, 6), "real_fps": round(frame_count / seconds, 4) if seconds > 0 else None,
+            "image_hash": figures.image_hash(centre), "audio_hash": figures.audio_hash(audio)}
 
 
 def short_side_size(w: int, h: int, size: int) -> tuple[int, int]:
@@ -371,8 +405,9 @@ def encode_sample(clip: Clip, meta: dict, *, frame_size: int, audio_format: str,
     members[audio_format] = audio
     full = dict(meta)
     full.update(fps=clip.fps, width=clip.width, height=clip.height, sample_rate=clip.sample_rate,
-                channels=clip.channels, duration=clip.duration, num_samples=int(clip.audio.size),
-                quality=clip.quality)
+                channels=clip.channels, duration=clip.duration, num_samples=int(clip.audio.size))
+    if clip.quality:
+        full["quality"] = clip.quality
     members[META_EXT] = json.dumps(full, sort_keys=True).encode()
     members[CLASS_EXT] = str(meta["class_index"]).encode()
     return members

@@ -15,6 +15,7 @@ The job in three steps, each restartable:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -33,8 +34,8 @@ from pipeline.common.atomic import atomic_open, atomic_write_json
 from pipeline.common.config import save_config, to_dict
 from pipeline.common.outputs import writer_lock
 from pipeline.common.procs import default_workers
-from pipeline.shard import listing, manifest, work
-from pipeline.shard.format import ShardError
+from pipeline.shard import listing, manifest, screening, work
+from pipeline.shard.format import META_EXT, ShardError
 
 STATE_DIR = manifest.STATE_DIR
 PLAN_FILE = "plan.json"
@@ -66,6 +67,15 @@ class ShardConfig:
     # a 10 s VGGSound clip takes well under a second, so only a stalled input (a hung network mount...) reaches it
     num_parts: int = 1
     part: int = 0
+    # quality figures (pipeline.shard.figures) in each sample's JSON and the manifest; thresholds: pipeline.shard.screening
+    quality: bool = True
+    exclude: str = ""                  # comma-separated of muted, static, clipped, duplicates: left out of the shards
+    silence_dbfs: float = -60.0        # a 100 ms frame below this RMS level is silent
+    muted_fraction: float = 0.9        # muted: at least this fraction of the frames silent
+    static_motion: float = 2.0         # static: no thumbnail cell changes by this many grey levels between frames
+    clipped_fraction: float = 0.01     # clipped: at least this fraction of the samples at full scale
+    duplicate_image_bits: int = 4      # duplicates: centre-frame hashes within this many bits ...
+    duplicate_audio_bits: int = 8      # ... and audio hashes within this many bits
 
 
 def check_config(cfg: ShardConfig) -> None:
@@ -88,8 +98,27 @@ def check_config(cfg: ShardConfig) -> None:
         problems.append(f"clip_timeout must be a number of seconds >= 0 (0: no limit), got {cfg.clip_timeout}")
     if cfg.num_parts < 1 or not 0 <= cfg.part < cfg.num_parts:
         problems.append(f"part must be in [0, num_parts), got part {cfg.part} of {cfg.num_parts}")
+    try:
+        if screening.parse_exclude(cfg.exclude) and not cfg.quality:
+            problems.append("exclude needs the quality figures (quality=true)")
+    except ValueError as exc:
+        problems.append(f"exclude: {exc}")
+    if not cfg.silence_dbfs < 0:
+        problems.append(f"silence_dbfs must be below 0 dBFS, got {cfg.silence_dbfs}")
+    for name in ("muted_fraction", "clipped_fraction"):
+        if not 0 < getattr(cfg, name) <= 1:
+            problems.append(f"{name} must be in (0, 1], got {getattr(cfg, name)}")
+    if not cfg.static_motion >= 0:
+        problems.append(f"static_motion must be >= 0, got {cfg.static_motion}")
+    for name in ("duplicate_image_bits", "duplicate_audio_bits"):
+        if not 0 <= getattr(cfg, name) <= 63:
+            problems.append(f"{name} must be in [0, 63], got {getattr(cfg, name)}")
     if problems:
         raise ShardError("; ".join(problems))
+
+
+def thresholds_of(cfg: ShardConfig) -> screening.Thresholds:
+    return screening.Thresholds(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(screening.Thresholds)})
 
 
 def settings_of(cfg: ShardConfig) -> dict:
@@ -236,15 +265,19 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
 
 
 def write_shard(out: Path, name: str, samples: Iterator[tuple[str, dict[str, bytes] | None, dict | None]]) -> dict:
-    """Write one shard from (id, members, failure) results; return its record (also stored as finished)."""
+    """Write one shard from (id, members, None), (id, None, failure) or (id, None, exclusion) results (an exclusion
+    has `reasons`); return its record (also stored as finished), which keeps the quality figures of every written
+    clip."""
     tar_path, idx_path = out / f"{name}.tar", out / f"{name}.idx"
     failures: list[dict] = []
+    excluded: list[dict] = []
+    figures: dict[str, dict] = {}
     record = {"name": name, "count": 0, "bytes": 0, "sha256": None}
     opened = None
     try:
-        for cid, members, failure in samples:
-            if failure is not None:
-                failures.append(failure)
+        for cid, members, problem in samples:
+            if problem is not None:
+                (excluded if "reasons" in problem else failures).append(problem)
                 continue
             if opened is None:
                 ctx = atomic_open(tar_path, "wb")
@@ -255,6 +288,9 @@ def write_shard(out: Path, name: str, samples: Iterator[tuple[str, dict[str, byt
                 opened = (ctx, hashing, tar)
             for ext, data in members.items():
                 opened[2].addfile(_tarinfo(f"{cid}.{ext}", len(data)), io.BytesIO(data))
+            quality = json.loads(members[META_EXT]).get("quality")
+            if quality:
+                figures[cid] = quality
             record["count"] += 1
     except BaseException:
         if opened is not None:
@@ -271,7 +307,7 @@ def write_shard(out: Path, name: str, samples: Iterator[tuple[str, dict[str, byt
         with open(tmp_idx, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_idx, idx_path)
-    record["failures"] = failures
+    record.update(failures=failures, excluded=excluded, figures=figures)
     atomic_write_json(out / STATE_DIR / f"{name}.json", record)
     return record
 
@@ -304,6 +340,7 @@ class RunSummary:
     clips_processed: int
     written: int
     failed: int
+    excluded: int
     manifest: dict | None
 
 
@@ -329,28 +366,114 @@ def _run(cfg: ShardConfig, progress: bool) -> RunSummary:
             stale.unlink()
     clips = [c for s in todo for c in s["clips"]]
     workers = default_workers(cfg.workers)
-    summary = RunSummary(0, len(mine) - len(todo), len(clips), 0, 0, None)
-    bar = tqdm(total=len(clips), unit="clip", desc=f"shard part {cfg.part}/{cfg.num_parts}", disable=not progress,
-               dynamic_ncols=True)
+    summary = RunSummary(0, len(mine) - len(todo), len(clips), 0, 0, 0, None)
     opts = work.ClipOptions(frames=cfg.frames, min_duration=cfg.min_duration, frame_size=cfg.frame_size,
-                            audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality)
+                            audio_format=cfg.audio_format, jpeg_quality=cfg.jpeg_quality,
+                            silence_dbfs=cfg.silence_dbfs if cfg.quality else None)
     layout = listing.Layout(plan["layout"]["kind"], *(Path(plan["layout"][k])
                                                       for k in ("video_dir", "frames_dir", "audio_dir")))
+    exclude = screening.parse_exclude(cfg.exclude)
+    th = thresholds_of(cfg)
+    duplicates: dict[str, tuple[str, dict]] = {}
+    if "duplicates" in exclude and todo:
+        with work.ClipPool(opts, layout, workers, work=work.scan_clip, timeout=cfg.clip_timeout) as pool:
+            duplicates = _duplicate_scan(cfg, plan, pool, th, progress)
+
+    def screened(result: tuple) -> tuple:
+        """A written clip that raises a flag named in `exclude` becomes an exclusion (its members are dropped)."""
+        cid, members, failure = result
+        if members is None or not exclude:
+            return result
+        fig = json.loads(members[META_EXT])["quality"]
+        reasons = [f for f in screening.flags(fig, th) if f in exclude]
+        return (cid, None, _exclusion(cid, layout, reasons, fig)) if reasons else result
+
+    bar = tqdm(total=len(clips), unit="clip", desc=f"shard part {cfg.part}/{cfg.num_parts}", disable=not progress,
+               dynamic_ncols=True)
     with work.ClipPool(opts, layout, workers, timeout=cfg.clip_timeout) as pool:
         for s in todo:
             def samples(clips=s["clips"]):
-                for item in pool.map(clips):
+                decoded = pool.map([c for c in clips if c[0] not in duplicates])
+                for c in clips:
+                    if c[0] in duplicates:
+                        kept, fig = duplicates[c[0]]
+                        reasons = [f for f in screening.flags(fig, th) if f in exclude] + ["duplicates"]
+                        result = c[0], None, dict(_exclusion(c[0], layout, reasons, fig), duplicate_of=kept)
+                    else:
+                        result = screened(next(decoded))
                     bar.update(1)
-                    yield item
+                    yield result
             record = write_shard(out, s["name"], samples())
             summary.shards_written += record["count"] > 0      # a shard whose clips all failed is not written
             summary.written += record["count"]
             summary.failed += len(record["failures"])
-            bar.set_postfix(written=summary.written, failed=summary.failed, refresh=False)
+            summary.excluded += len(record["excluded"])
+            bar.set_postfix(written=summary.written, failed=summary.failed, excluded=summary.excluded, refresh=False)
     bar.close()
     if cfg.num_parts == 1:
         summary.manifest = manifest.merge(out)
     return summary
+
+
+def _exclusion(cid: str, layout: listing.Layout, reasons: list[str], fig: dict) -> dict:
+    return {"id": cid, "path": work.failure(cid, layout, "", "")["path"], "reasons": reasons, "figures": fig}
+
+
+SCAN_DIR = "scan"
+
+
+def _read_scan(path: Path) -> dict | None:
+    try:
+        scan = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        print(f"warning: {path}: damaged; scanning that shard again", file=sys.stderr)
+        return None
+    ok = isinstance(scan, dict) and isinstance(scan.get("figures"), dict) and all(
+        isinstance(f, dict) and "image_hash" in f and "audio_hash" in f for f in scan["figures"].values())
+    if not ok:
+        print(f"warning: {path}: not a scan record; scanning that shard again", file=sys.stderr)
+    return scan if ok else None
+
+
+def _duplicate_scan(cfg: ShardConfig, plan: dict, pool: work.ClipPool, th: screening.Thresholds,
+                    progress: bool) -> dict[str, tuple[str, dict]]:
+    """The duplicates among every clip of the plan: {duplicate id: (kept id, its figures)}. Each shard's figures are
+    stored in `.state/scan/{shard}.json` once scanned (a re-run or another part reuses them); a part starts with its
+    own shards and goes on round the others, so parts running at once share the scan and a lone part does it all."""
+    out = Path(cfg.out)
+    scan_dir = out / STATE_DIR / SCAN_DIR
+    scan_dir.mkdir(exist_ok=True)
+    shards = plan["shards"]
+    first = part_range(len(shards), cfg.num_parts, cfg.part).start
+    figures: dict[str, dict] = {}
+    pending = []
+    for s in shards[first:] + shards[:first]:
+        scan = _read_scan(scan_dir / f"{s['name']}.json")
+        if scan is None:
+            pending.append(s)
+        else:
+            figures.update(scan["figures"])
+    bar = tqdm(total=sum(len(s["clips"]) for s in pending), unit="clip", disable=not progress, dynamic_ncols=True,
+               desc=f"duplicate scan part {cfg.part}/{cfg.num_parts}")
+    for s in pending:
+        scan = _read_scan(scan_dir / f"{s['name']}.json")     # another part may have scanned it meanwhile
+        if scan is None:
+            found = {}
+            for cid, fig, failure in pool.map(s["clips"]):
+                bar.update(1)
+                if fig is not None:
+                    found[cid] = fig
+            scan = {"figures": found}
+            atomic_write_json(scan_dir / f"{s['name']}.json", scan)
+        else:
+            bar.update(len(s["clips"]))
+        figures.update(scan["figures"])
+    bar.close()
+    clusters = screening.duplicate_clusters(
+        sorted((cid, f["image_hash"], f["audio_hash"]) for cid, f in figures.items()), th)
+    return {cid: (kept, figures[cid]) for cid, kept in screening.duplicates_of(clusters).items()}
 
 
 def check_something_written(cfg: ShardConfig, summary: RunSummary) -> None:

@@ -1,7 +1,7 @@
 """The sharder's per-clip work, run in worker processes: find a clip's input files, decode, encode, validate.
 
 `process_clip` returns the clip's webdataset members or a failure record `{"id", "path", "reason", "detail"}`;
-it never raises for a bad input (a bug still raises). An input that is not a regular file (a FIFO, a device, a
+`scan_clip` its quality figures or the failure; neither raises for a bad input (a bug still raises). An input that is not a regular file (a FIFO, a device, a
 folder) is a failure before anything opens it: opening a FIFO would wait forever. `ClipPool` runs it in worker
 processes and survives a worker that dies inside FFmpeg (the clip responsible is found by re-running clips one at a
 time and recorded as corrupt) and a clip that stalls: a clip whose result has not come `timeout` seconds after the
@@ -32,6 +32,7 @@ class ClipOptions:
     frame_size: int
     audio_format: str
     jpeg_quality: int
+    silence_dbfs: float | None = None     # None: no quality figures
 
 
 _STATE: dict = {}
@@ -83,7 +84,7 @@ def _decode(cid: str, layout: listing.Layout, opts: ClipOptions) -> media.Clip:
         if not _regular(inputs["video"]):
             raise media.MediaError("missing", "file does not exist")
         return media.decode_video(inputs["video"], frames=opts.frames, min_duration=opts.min_duration,
-                                  short_side=opts.frame_size)
+                                  short_side=opts.frame_size, silence_dbfs=opts.silence_dbfs)
     frames_dir, frame = Path(inputs["frames"]), Path(inputs["frame"])
     if frames_dir.is_dir():
         frame_paths = [p for p in frames_dir.glob("*.jpg") if _regular(p)]
@@ -94,7 +95,7 @@ def _decode(cid: str, layout: listing.Layout, opts: ClipOptions) -> media.Clip:
     if not _regular(inputs["audio"]):
         raise media.MediaError("missing", f"{inputs['audio']} does not exist")
     return media.decode_extracted(frame_paths, Path(inputs["audio"]), frames=opts.frames,
-                                  min_duration=opts.min_duration)
+                                  min_duration=opts.min_duration, silence_dbfs=opts.silence_dbfs)
 
 
 def process_clip(clip: list) -> tuple[str, dict[str, bytes] | None, dict | None]:
@@ -116,7 +117,17 @@ def process_clip(clip: list) -> tuple[str, dict[str, bytes] | None, dict | None]
         return cid, None, failure(cid, layout, err.reason, err.detail)
 
 
-Result = tuple[str, dict[str, bytes] | None, dict | None]
+def scan_clip(clip: list) -> tuple[str, dict | None, dict | None]:
+    """A planned clip -> (id, its quality figures, None) or (id, None, failure): the decoding of `process_clip`
+    without the encoding (the duplicate scan before sharding)."""
+    cid = clip[0]
+    try:
+        return cid, _decode(cid, _STATE["layout"], _STATE["opts"]).quality, None
+    except media.MediaError as err:
+        return cid, None, failure(cid, _STATE["layout"], err.reason, err.detail)
+
+
+Result = tuple[str, dict | None, dict | None]
 
 
 class ClipPool:

@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None) -> SynthConfig:
     p.add_argument("--is3-images", dest="is3_images", type=int, help="IS3 images (2 samples each)")
     p.add_argument("--s4-videos", dest="s4_videos", type=int, help="AVSBench-S4 test videos")
     p.add_argument("--clean-per-class", dest="clean_per_class", type=int, help="clean IS3+ recordings per class")
+    p.add_argument("--defects", type=int, help="plant this many muted, static, clipped and duplicate training clips "
+                   "each (default 0), recorded in synth.json")
     p.add_argument("overrides", nargs="*", help="key=value overrides of SynthConfig fields")
     a = p.parse_args(argv)
     flags = [f"{k}={v}" for k, v in vars(a).items() if k not in ("config", "overrides") and v is not None]

@@ -49,6 +49,7 @@ class SynthConfig:
     is3_images: int = 40
     s4_videos: int = 20
     clean_per_class: int = 3
+    defects: int = 0  # training clips planted as each of muted, static, clipped and duplicate (pipeline.synth.plan)
     workers: int = 0  # 0: all cores
 
 
@@ -56,6 +57,8 @@ def settings(cfg: SynthConfig) -> dict:
     """What determines the corpus' content (everything but the output folder and the worker count)."""
     d = to_dict(cfg)
     del d["out"], d["workers"]
+    if not d["defects"]:
+        del d["defects"]           # corpora made before the option existed stay the same corpus
     return d
 
 
@@ -68,8 +71,8 @@ def validate(cfg: SynthConfig) -> None:
         raise SynthError(f"--classes must be at least 2 (distractors are of other classes), got {cfg.classes}")
     if not 0 <= cfg.test_fraction < 1 or not 0 <= cfg.offscreen_fraction < 1:
         raise SynthError("test_fraction and offscreen_fraction must be in [0, 1)")
-    if min(cfg.is3_images, cfg.s4_videos, cfg.clean_per_class) < 0 or cfg.workers < 0:
-        raise SynthError("is3_images, s4_videos, clean_per_class and workers must not be negative")
+    if min(cfg.is3_images, cfg.s4_videos, cfg.clean_per_class, cfg.defects) < 0 or cfg.workers < 0:
+        raise SynthError("is3_images, s4_videos, clean_per_class, defects and workers must not be negative")
 
 
 def check_out(out: Path, wanted: dict) -> None:
@@ -113,6 +116,8 @@ def corpus_meta(cfg: SynthConfig, plan: Plan, boxes: dict[str, dict], complete: 
                       "sample_rate": c.sample_rate, "channels": c.channels, "duration": c.seconds,
                       "box": b["boxes"][0] if b["boxes"] else None, "boxes": b["boxes"],
                       "distractors": b["distractors"]})
+        if c.defect:
+            clips[-1].update(defect=c.defect, **({"duplicate_of": c.duplicate_of} if c.duplicate_of else {}))
     return {"format": FORMAT, "complete": complete, "settings": settings(cfg),
             "box_format": "normalized [x1, y1, x2, y2] at the centre frame (t = duration / 2)",
             "classes": class_table(plan), "clips": clips,
@@ -143,8 +148,11 @@ def generate(cfg: SynthConfig, progress: bool = True) -> Path:
 
 def _generate(cfg: SynthConfig, out: Path, progress: bool) -> Path:
     check_out(out, settings(cfg))
-    plan = plan_corpus(cfg.clips, cfg.seconds, cfg.classes, cfg.seed, cfg.test_fraction, cfg.offscreen_fraction,
-                       cfg.is3_images, cfg.s4_videos, cfg.clean_per_class)
+    try:
+        plan = plan_corpus(cfg.clips, cfg.seconds, cfg.classes, cfg.seed, cfg.test_fraction, cfg.offscreen_fraction,
+                           cfg.is3_images, cfg.s4_videos, cfg.clean_per_class, cfg.defects)
+    except ValueError as exc:
+        raise SynthError(f"--defects: {exc}") from None
     boxes = clip_boxes(plan)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.rglob(".*.tmp"):  # temporary files of a killed run (pipeline.common.atomic's naming)

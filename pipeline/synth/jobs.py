@@ -100,7 +100,17 @@ def _clip(job: Job) -> None:
         audio = sounds.to_channels(sounds.render(c.voice, c.sample_rate, c.seconds), c.channels, rng, noise)
         comp = scenes.YuvCompositor(c.scene, job.looks, c.seconds / 2)
         n = int(round(c.seconds * c.fps))
-        write_mp4(outs[0], c.width, c.height, c.fps, n, lambda i: comp.frame(i / c.fps), audio, c.sample_rate)
+        frame_at, crf = (lambda i: comp.frame(i / c.fps)), 26
+        if c.defect == "muted":            # digital silence, or a hiss 80 dB below full scale
+            audio = np.zeros_like(audio) if c.seed % 2 else (1e-4 * rng.standard_normal(audio.shape)).astype(np.float32)
+        elif c.defect == "clipped":        # driven 12 dB into full scale
+            audio = np.clip(audio * 4.0, -1.0, 1.0)
+        elif c.defect == "static":         # the centre frame for the whole clip
+            still = comp.frame(c.seconds / 2)
+            frame_at = lambda i: still  # noqa: E731
+        elif c.defect == "duplicate":      # its original's content at another quality: not the same bytes
+            crf = 32
+        write_mp4(outs[0], c.width, c.height, c.fps, n, frame_at, audio, c.sample_rate, crf=crf)
 
 
 def _is3(job: Job) -> None:

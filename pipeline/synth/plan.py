@@ -26,7 +26,10 @@ S4_FRAMES = 5
 # VGG-SS's corrupt boxes: the real file holds zero-width boxes and ones whose coordinates are this sentinel
 SENTINEL = -2.8823037615171174e16
 # offsets of the generators' streams (one stream per kind of item)
-STREAM_CORPUS, STREAM_CLIP, STREAM_IS3, STREAM_S4, STREAM_CLEAN = 0, 1, 2, 3, 4
+STREAM_CORPUS, STREAM_CLIP, STREAM_IS3, STREAM_S4, STREAM_CLEAN, STREAM_DEFECTS = 0, 1, 2, 3, 4, 5
+# the flaws of real VGGSound clips the corpus can plant (`defects` training clips of each): digital or near-digital
+# silence, a still image for the whole clip, hard-clipped audio, and a re-encoded copy of another clip under another id
+DEFECTS = ("muted", "static", "clipped", "duplicate")
 
 
 @dataclass
@@ -48,6 +51,8 @@ class ClipSpec:
     scene: Scene
     voice: Voice
     extra_boxes: list[list[float]] = field(default_factory=list)  # degenerate boxes added to vggss.json only
+    defect: str | None = None              # one of DEFECTS when this clip was planted as such
+    duplicate_of: str | None = None        # a duplicate's original (its content, re-encoded)
 
 
 @dataclass
@@ -135,7 +140,8 @@ def _clip_scene(rng: np.random.Generator, spec_cls: int, width: int, height: int
 
 
 def plan_corpus(num_clips: int, seconds: float, num_classes: int, seed: int, test_fraction: float,
-                offscreen_fraction: float, is3_images: int, s4_videos: int, clean_per_class: int) -> Plan:
+                offscreen_fraction: float, is3_images: int, s4_videos: int, clean_per_class: int,
+                defects: int = 0) -> Plan:
     looks = scenes.class_catalogue(num_classes)
     rng = rng_for(seed, STREAM_CORPUS, 0)
     # at least one test clip when asked for any, and always at least one training clip
@@ -169,9 +175,31 @@ def plan_corpus(num_clips: int, seconds: float, num_classes: int, seed: int, tes
         tests[0].extra_boxes.append([0.00625, 0.015625, 0.00625, 0.015625])  # zero width and height
     if len(tests) > 1:
         tests[1].extra_boxes.append([SENTINEL] * 4)
+    plant_defects(clips, seed, defects)
     clean = [CleanSpec(k, [draw_voice(rng_for(seed, STREAM_CLEAN, k * 1000 + j), k) for j in range(clean_per_class)])
              for k in range(num_classes)]
     return Plan(looks, clips, _plan_is3(seed, looks, is3_images), _plan_s4(seed, looks, s4_videos, used), clean)
+
+
+def plant_defects(clips: list[ClipSpec], seed: int, count: int) -> None:
+    """Mark `count` training clips as each of DEFECTS (distinct clips; a duplicate takes its original's class,
+    scene, sound, formats and seed, and keeps its own id). Test clips stay clean: their boxes are test annotations."""
+    if count <= 0:
+        return
+    train = [c for c in clips if c.split == "train" and not c.offscreen]
+    need = count * (len(DEFECTS) + 1)                 # + one original per duplicate
+    if len(train) < need:
+        raise ValueError(f"{count} defects of each kind need {need} on-screen training clips, the corpus has "
+                         f"{len(train)}")
+    rng = rng_for(seed, STREAM_DEFECTS, 0)
+    picked = [train[int(i)] for i in rng.choice(len(train), size=need, replace=False)]
+    for k, kind in enumerate(DEFECTS):
+        for c in picked[k * count:(k + 1) * count]:
+            c.defect = kind
+    for copy, original in zip(picked[3 * count:4 * count], picked[4 * count:]):
+        copy.duplicate_of = original.id
+        for name in ("cls", "width", "height", "fps", "sample_rate", "channels", "seconds", "seed", "scene", "voice"):
+            setattr(copy, name, getattr(original, name))
 
 
 def _plan_is3(seed: int, looks: list[ClassLook], count: int) -> list[Is3Spec]:

@@ -1,16 +1,17 @@
-"""Per-clip quality figures, computed while sharding from what the sharder decodes anyway (issue 17, work in
-progress on branch wip-17).
+"""Per-clip quality figures, computed by the sharder from what it decodes anyway: pure functions of arrays.
 
 Audio (`audio_figures`): loudness as RMS dBFS of the whole 16 kHz mono track and of its centre `window` seconds (the
-evaluation window); the fraction of 100 ms frames whose RMS is below `silence_dbfs`; clipping as the fraction of the
-source's samples at full scale (measured on the source channels, before the resampler's filter smooths the flat
-tops); how the source channels relate: "mono", "identical", "one_silent" or "distinct".
-Video (`video_figures`): from grey thumbnails of frames across the clip, `stillness` = the mean absolute difference
-between consecutive thumbnails (0-255; 0 for a still image) and `distinct_frames`, the number of thumbnails that
-differ from every earlier one by more than `same_level`.
+evaluation window); `silent_fraction`, the fraction of 100 ms frames whose RMS is below `silence_dbfs`;
+`clipped_fraction`, the fraction of the source's samples at full scale, read as |x| >= NEAR_FULL_SCALE on the source
+channels before the resampler (a lossy codec ripples the flat tops of a clipped waveform by a few tenths of a dB, so
+exact full scale misses most of them; an unclipped track has almost no samples that close to full scale); how the
+source channels relate: "mono", "identical", "one_silent" or "distinct".
+Video (`video_figures`): from grey area-averaged float thumbnails of frames across the clip, in time order, `motion` =
+the largest change of any thumbnail cell between consecutive frames (grey levels; a still image re-encoded stays
+below about 1, a slowly drifting object moves a cell by several levels) and `mean_motion`, the mean absolute change.
 Duplicates: `image_hash` (a 64-bit difference hash of the centre frame) and `audio_hash` (64 bits: each cell of an
 8 x 8 grid of log band energies over time, from 8 spectra per eighth of the clip, above or below the grid's median),
-compared by Hamming distance.
+compared by Hamming distance (pipeline.shard.screening).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from PIL import Image
 from pipeline.shard.format import SAMPLE_RATE
 
 FLOOR_DBFS = -120.0          # the level reported for digital silence (log of 0)
+NEAR_FULL_SCALE = 0.95       # |sample| at or above this counts as clipped (0.45 dB below full scale)
+THUMB = 32                   # side of the grey thumbnails motion is read from
 
 
 def dbfs(x: np.ndarray) -> float:
@@ -45,7 +48,7 @@ def audio_figures(mono: np.ndarray, source: np.ndarray | None = None, *, window:
     power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / frames.shape[1]   # one pass, no copies
     quiet = int(np.count_nonzero(power < 10 ** (silence_dbfs / 10)))
     src = np.atleast_2d(source if source is not None else x)
-    clipped = float(np.mean(np.abs(src) >= 1.0 - 1.0 / 32768)) if src.size else 0.0
+    clipped = float(np.count_nonzero(np.abs(src) >= NEAR_FULL_SCALE)) / src.size if src.size else 0.0
     return {"rms_dbfs": round(dbfs(x), 3), "window_rms_dbfs": round(dbfs(x[start:start + n]), 3),
             "silent_fraction": round(quiet / len(frames), 4), "clipped_fraction": round(clipped, 6),
             "channels": channel_relation(src, silence_dbfs)}
@@ -64,24 +67,23 @@ def channel_relation(channels: np.ndarray, silence_dbfs: float = -60.0) -> str:
     return "distinct"
 
 
-THUMB = 32                  # side of the grey thumbnails stillness is read from
+def thumbnail(grey: np.ndarray, side: int = THUMB) -> np.ndarray:
+    """A `side` x `side` float thumbnail of a grey image `[H, W]`: the mean of each cell of an even grid (cells of
+    whole pixels; for images smaller than `side`, cells of one pixel repeat)."""
+    g = np.asarray(grey, dtype=np.float64)
+    rows = np.minimum((np.arange(side) * g.shape[0]) // side, g.shape[0] - 1)
+    cols = np.minimum((np.arange(side) * g.shape[1]) // side, g.shape[1] - 1)
+    sums = np.add.reduceat(np.add.reduceat(g, rows, axis=0), cols, axis=1)
+    nr = np.diff(np.append(rows, g.shape[0])).clip(min=1)
+    nc = np.diff(np.append(cols, g.shape[1])).clip(min=1)
+    return sums / np.outer(nr, nc)
 
 
-def thumbnail(img: Image.Image, side: int = THUMB) -> np.ndarray:
-    """A grey `side` x `side` float thumbnail (0-255)."""
-    return np.asarray(img.convert("L").resize((side, side), Image.Resampling.BOX), dtype=np.float64)
-
-
-def video_figures(thumbs: list[np.ndarray], same_level: float = 2.0) -> dict:
-    """Stillness and distinct frames of grey thumbnails of frames taken across the clip, in time order (at least
-    one)."""
-    thumbs = [np.asarray(t, dtype=np.float64) for t in thumbs]
-    diffs = [float(np.mean(np.abs(b - a))) for a, b in zip(thumbs, thumbs[1:])]
-    distinct = [thumbs[0]]
-    for t in thumbs[1:]:
-        if all(float(np.mean(np.abs(t - d))) > same_level for d in distinct):
-            distinct.append(t)
-    return {"stillness": round(float(np.mean(diffs)), 3) if diffs else 0.0, "distinct_frames": len(distinct),
+def video_figures(thumbs: list[np.ndarray]) -> dict:
+    """Motion of grey thumbnails of frames taken across the clip, in time order (at least one)."""
+    diffs = [np.abs(np.asarray(b, np.float64) - np.asarray(a, np.float64)) for a, b in zip(thumbs, thumbs[1:])]
+    return {"motion": round(max(float(d.max()) for d in diffs), 3) if diffs else 0.0,
+            "mean_motion": round(float(np.mean([d.mean() for d in diffs])), 3) if diffs else 0.0,
             "sampled_frames": len(thumbs)}
 
 

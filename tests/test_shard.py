@@ -24,7 +24,9 @@ from tests.mediafiles import CRASH_LABEL, crashing_work, remux
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_FIELDS = {"id", "ytid", "start", "label", "class_index", "split", "fps", "width", "height", "sample_rate",
-               "channels", "duration", "num_samples"}
+               "channels", "duration", "num_samples", "quality"}
+FIGURES = {"rms_dbfs", "window_rms_dbfs", "silent_fraction", "clipped_fraction", "channels", "motion", "mean_motion",
+           "sampled_frames", "frames_counted", "video_seconds", "real_fps", "image_hash", "audio_hash"}
 
 
 def _tree(root: Path, skip: tuple[str, ...] = ("config.yaml",)) -> dict[str, bytes]:
@@ -49,7 +51,8 @@ def _cid(row: list[str]) -> str:
 def test_tar_lists_members_and_manifest_adds_up(shard_dir: Path):
     m = json.loads((shard_dir / "manifest.json").read_text())
     c = m["counts"]
-    assert c["written"] + c["failed"] + c["missing"] == c["listed"] and c["written"] > 0
+    assert c["written"] + c["failed"] + c["missing"] + c["excluded"] == c["listed"] and c["written"] > 0
+    assert c["excluded"] == 0 and (shard_dir / "excluded.jsonl").read_text() == ""
     assert sum(s["count"] for s in m["shards"]) == c["written"]
     assert m["splits"]["val"]["count"] > 0 and m["splits"]["train"]["count"] > 0
     assert (m["sample_rate"], m["audio_format"], m["frame_size"]) == (16000, "wav", 256)
@@ -72,7 +75,7 @@ def test_webdataset_reads_every_sample(shard_dir: Path):
     seen = set()
     for sample in wds.WebDataset(urls, shardshuffle=False):
         meta = json.loads(sample["json"])
-        assert set(meta) == JSON_FIELDS and meta["id"] == sample["__key__"]
+        assert set(meta) == JSON_FIELDS and meta["id"] == sample["__key__"] and set(meta["quality"]) == FIGURES
         assert meta["label"] == m["classes"][meta["class_index"]] and sample["cls"] == str(meta["class_index"]).encode()
         with Image.open(io.BytesIO(sample["jpg"])) as im:
             assert min(im.size) == 256 and im.mode == "RGB"
@@ -130,7 +133,7 @@ def test_broken_inputs_are_accounted_for(synth_corpus: Path, tmp_path: Path):
     cfg = shard.ShardConfig(src=str(src), out=str(tmp_path / "out"), list=str(tmp_path / "list.txt"),
                             val_fraction=0.0, shard_size=4, min_duration=1.5, workers=2)
     summary = shard.run(cfg, progress=False)
-    assert summary.manifest["counts"] == {"listed": 9, "written": 3, "failed": 4, "missing": 2}
+    assert summary.manifest["counts"] == {"listed": 9, "written": 3, "failed": 4, "missing": 2, "excluded": 0}
     failures = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
     assert {f["id"]: f["reason"] for f in failures} == {
         ids[3]: "corrupt", ids[4]: "unreadable", ids[5]: "no_audio", ids[6]: "too_short", ids[7]: "missing",
@@ -214,7 +217,8 @@ def test_extracted_layout(synth_corpus: Path, tmp_path: Path):
                        "--out", str(out), "--frame-size", "32", "--min-duration", "1.5", "--workers", "1",
                        "--audio-format", "flac", "--no-progress"]) == 0
     m = json.loads((out / "manifest.json").read_text())
-    assert m["counts"] == {"listed": len(test_ids), "written": len(test_ids), "failed": 0, "missing": 0}
+    assert m["counts"] == {"listed": len(test_ids), "written": len(test_ids), "failed": 0, "missing": 0,
+                           "excluded": 0}
     assert list(m["splits"]) == ["test"]
     with tarfile.open(out / "test-000000.tar") as tf:
         jpg = tf.extractfile(f"{test_ids[0]}.jpg").read()

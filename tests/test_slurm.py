@@ -46,7 +46,7 @@ def test_shard_array_and_merge(cluster: SlurmCluster, synth_corpus: Path, tmp_pa
     assert merge[0]["JobState"] == "COMPLETED", merge
     manifest = json.loads((out / "manifest.json").read_text())
     counts = manifest["counts"]
-    assert counts["written"] + counts["failed"] + counts["missing"] == counts["listed"] > 0
+    assert counts["written"] + counts["failed"] + counts["missing"] + counts["excluded"] == counts["listed"] > 0
     names = sorted(s["name"] for s in manifest["shards"])
     assert all((out / f"{n}.tar").exists() and (out / f"{n}.idx").exists() for n in names)
     # every part wrote only its own shards: the union of the parts is the whole plan, no shard twice

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--muted-fraction", type=float, dest="muted_fraction",
                    help="muted: at least this fraction of the frames silent (default 0.9)")
     p.add_argument("--static-motion", type=float, dest="static_motion",
-                   help="static: no cell of the 32 x 32 grey thumbnails changes by this many levels (default 2)")
+                   help="static: no cell of the frames' 32 x 32 luma and 16 x 16 chroma thumbnails changes by this many "
+                   "levels between sampled frames (default 2)")
     p.add_argument("--clipped-fraction", type=float, dest="clipped_fraction",
                    help="clipped: at least this fraction of the samples at full scale (default 0.01)")
     p.add_argument("--duplicate-image-bits", type=int, dest="duplicate_image_bits",

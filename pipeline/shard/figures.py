@@ -6,9 +6,11 @@ evaluation window); `silent_fraction`, the fraction of 100 ms frames whose RMS i
 channels before the resampler (a lossy codec ripples the flat tops of a clipped waveform by a few tenths of a dB, so
 exact full scale misses most of them; an unclipped track has almost no samples that close to full scale); how the
 source channels relate: "mono", "identical", "one_silent" or "distinct".
-Video (`video_figures`): from grey area-averaged float thumbnails of frames across the clip, in time order, `motion` =
-the largest change of any thumbnail cell between consecutive frames (grey levels; a still image re-encoded stays
-below about 1, a slowly drifting object moves a cell by several levels) and `mean_motion`, the mean absolute change.
+Video (`video_figures`): from area-averaged float thumbnails of frames across the clip (`frame_thumbnail`: luma on a
+THUMB x THUMB grid, each chroma plane on a grid half as fine, so that an object of another colour but the same
+brightness still counts), in time order: `motion` = the largest change of any thumbnail cell between consecutive
+frames (levels of 0-255; a still image re-encoded stays below about 1.3, an object that moves by two pixels changes
+a cell by several levels) and `mean_motion`, the mean absolute change.
 Duplicates: `image_hash` (a 64-bit difference hash of the centre frame) and `audio_hash` (64 bits: each cell of an
 8 x 8 grid of log band energies over time, from 8 spectra per eighth of the clip, above or below the grid's median),
 compared by Hamming distance (pipeline.shard.screening).
@@ -24,7 +26,7 @@ from pipeline.shard.format import SAMPLE_RATE
 
 FLOOR_DBFS = -120.0          # the level reported for digital silence (log of 0)
 NEAR_FULL_SCALE = 0.95       # |sample| at or above this counts as clipped (0.45 dB below full scale)
-THUMB = 32                   # side of the grey thumbnails motion is read from
+THUMB = 32                   # side of the luma thumbnails motion is read from
 
 
 def dbfs(x: np.ndarray) -> float:
@@ -79,8 +81,13 @@ def thumbnail(grey: np.ndarray, side: int = THUMB) -> np.ndarray:
     return sums / np.outer(nr, nc)
 
 
+def frame_thumbnail(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """The flat thumbnail of a frame's planes (any chroma resolution): luma THUMB x THUMB, chroma THUMB/2 squared."""
+    return np.concatenate([thumbnail(y).ravel(), thumbnail(cb, THUMB // 2).ravel(), thumbnail(cr, THUMB // 2).ravel()])
+
+
 def video_figures(thumbs: list[np.ndarray]) -> dict:
-    """Motion of grey thumbnails of frames taken across the clip, in time order (at least one)."""
+    """Motion of thumbnails of frames taken across the clip, in time order (at least one)."""
     diffs = [np.abs(np.asarray(b, np.float64) - np.asarray(a, np.float64)) for a, b in zip(thumbs, thumbs[1:])]
     return {"motion": round(max(float(d.max()) for d in diffs), 3) if diffs else 0.0,
             "mean_motion": round(float(np.mean([d.mean() for d in diffs])), 3) if diffs else 0.0,

@@ -150,13 +150,12 @@ def _decode_audio(container: av.container.InputContainer, min_duration: float, s
 
 
 def thumbnail(frame: av.VideoFrame) -> np.ndarray:
-    """The `figures.thumbnail` of a decoded frame's luma (the Y plane as stored for YUV formats, else converted)."""
-    if frame.format.name.startswith(("yuv", "yuvj", "nv")):
-        plane = frame.planes[0]
-        grey = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
-    else:
-        grey = frame.to_ndarray(format="gray")
-    return figures.thumbnail(grey)
+    """`figures.frame_thumbnail` of a decoded frame's Y, U and V planes (as stored for 8-bit planar YUV, else
+    converted to yuv420p first)."""
+    if frame.format.name not in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
+        frame = frame.reformat(format="yuv420p")
+    planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes[:3]]
+    return figures.frame_thumbnail(*planes)
 
 
 def scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream
@@ -323,8 +322,8 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
     quality = {}
     if silence_dbfs is not None:       # motion over the first, centre and last frames and the spaced ones
         picked = sorted({0, (n - 1) // 2, n - 1} | {min(n - 1, int((k + 0.5) * n / frames)) for k in range(frames)})
-        thumbs = [figures.thumbnail(np.asarray((centre if i == (n - 1) // 2 else load(ordered[i])).convert("L")))
-                  for i in picked]
+        thumbs = [figures.frame_thumbnail(*np.moveaxis(np.asarray(
+            (centre if i == (n - 1) // 2 else load(ordered[i])).convert("YCbCr")), 2, 0)) for i in picked]
         quality = _clip_figures(audio_figures, thumbs, n, duration, centre, audio)
     return Clip(centre=centre, spaced=spaced, audio=audio, fps=None, width=centre.width, height=centre.height,
                 sample_rate=rate, channels=channels, duration=duration, quality=quality)

@@ -1,7 +1,7 @@
 """Which clips are muted, static, clipped or duplicates, from their figures (pipeline.shard.figures) and thresholds.
 
 - muted: at least `muted_fraction` of the clip's 100 ms frames are below `silence_dbfs` (digital silence, a hiss).
-- static: `motion` below `static_motion` grey levels (a still image for the whole clip; clips with one sampled frame
+- static: `motion` below `static_motion` levels (a still image for the whole clip; clips with one sampled frame
   are not judged).
 - clipped: at least `clipped_fraction` of the source samples at (near) full scale.
 - duplicates: clips whose centre-frame hash differs in at most `duplicate_image_bits` bits AND whose audio hash differs

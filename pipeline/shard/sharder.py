@@ -72,7 +72,7 @@ class ShardConfig:
     exclude: str = ""                  # comma-separated of muted, static, clipped, duplicates: left out of the shards
     silence_dbfs: float = -60.0        # a 100 ms frame below this RMS level is silent
     muted_fraction: float = 0.9        # muted: at least this fraction of the frames silent
-    static_motion: float = 2.0         # static: no thumbnail cell changes by this many grey levels between frames
+    static_motion: float = 2.0         # static: no thumbnail cell changes by this many levels between frames
     clipped_fraction: float = 0.01     # clipped: at least this fraction of the samples at full scale
     duplicate_image_bits: int = 4      # duplicates: centre-frame hashes within this many bits ...
     duplicate_audio_bits: int = 8      # ... and audio hashes within this many bits

@@ -3,7 +3,8 @@
 Writes, in the layout of docs/ARCHITECTURE.md section 1: `video/{ytid}_{start:06d}.mp4` (H.264 + AAC, varied
 resolution, fps, sample rate and channels), `vggsound.csv` (no header: ytid,start,label,split), `testsets/` (VGG-SS,
 IS3, IS3 clean audio, AVSBench S4, in the public formats) and `synth.json` (settings, the classes' looks and sounds,
-and per clip the ground-truth boxes at the centre frame). Each class is a coloured textured shape with its own sound;
+and per clip the ground-truth boxes at the centre frame, whether its picture changes at all (`moving`), and, with
+`defects`, which flaw was planted (`defect`, `duplicate_of`)). Each class is a coloured textured shape with its own sound;
 scenes add silent distractors of other classes, and some training clips are offscreen (the sound's class is not in
 view). Output depends only on the settings (not on `--workers`). Re-running with the same settings resumes and
 skips finished files; a non-empty `--out` made with other settings (or not a synthetic corpus) is refused.
@@ -26,7 +27,7 @@ from pipeline.common.outputs import writer_lock
 from pipeline.common.procs import default_workers
 from pipeline.synth.jobs import Job, run_job
 from pipeline.synth.plan import Plan, plan_corpus
-from pipeline.synth.scenes import s4_category
+from pipeline.synth.scenes import object_offset, s4_category
 from pipeline.synth.sounds import class_voice
 from pipeline.synth.testsets import clip_boxes, write_clean_mapping, write_is3, write_s4, write_vggss
 
@@ -116,6 +117,10 @@ def corpus_meta(cfg: SynthConfig, plan: Plan, boxes: dict[str, dict], complete: 
                       "sample_rate": c.sample_rate, "channels": c.channels, "duration": c.seconds,
                       "box": b["boxes"][0] if b["boxes"] else None, "boxes": b["boxes"],
                       "distractors": b["distractors"]})
+        # the picture changes: an object sits elsewhere at the start than at the centre (motion is symmetric in time)
+        clips[-1]["moving"] = c.defect != "static" and any(
+            object_offset(o, 0.0, c.seconds / 2, c.width, c.height)
+            != object_offset(o, c.seconds / 2, c.seconds / 2, c.width, c.height) for o in c.scene.objects)
         if c.defect:
             clips[-1].update(defect=c.defect, **({"duplicate_of": c.duplicate_of} if c.duplicate_of else {}))
     return {"format": FORMAT, "complete": complete, "settings": settings(cfg),

@@ -54,6 +54,18 @@ def test_thumbnail_is_the_mean_of_each_cell():
     assert Q.thumbnail(np.zeros((360, 640)), 32).shape == (32, 32)
 
 
+def test_frame_thumbnail_reads_luma_and_both_chroma_planes():
+    y = np.zeros((64, 64))
+    cb = np.zeros((32, 32))
+    cr = np.zeros((32, 32))
+    cr[:2, :2] = 40.0                                 # one 2 x 2 chroma cell of 16 x 16: its mean is 40
+    t = Q.frame_thumbnail(y, cb, cr)
+    assert t.shape == (32 * 32 + 2 * 16 * 16,) and t[: 32 * 32 + 256].max() == 0.0
+    assert t[32 * 32 + 256] == 40.0 and t.sum() == 40.0
+    # the same brightness, another colour: only chroma changes, and motion sees it
+    assert Q.video_figures([Q.frame_thumbnail(y, cb, cb), t])["motion"] == 40.0
+
+
 def test_video_figures_by_hand():
     still = [np.full((4, 4), 7.0)] * 3
     assert Q.video_figures(still) == {"motion": 0.0, "mean_motion": 0.0, "sampled_frames": 3}

@@ -18,7 +18,7 @@ from PIL import Image
 
 from pipeline.common.cli import run_cli
 from pipeline.synth.cli import main
-from pipeline.synth.corpus import SynthConfig, SynthError, generate
+from pipeline.synth.corpus import SynthConfig, SynthError, generate, settings
 from pipeline.synth.plan import FRAME_RATES, RESOLUTIONS, SAMPLE_RATES, SENTINEL
 from tests.conftest import SYNTH_FIXTURE
 
@@ -302,3 +302,16 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert "unknown option" in capsys.readouterr().err
     assert run_cli(main, ["--out", str(other / "notes.txt" / "sub"), "--clips", "2"]) == 2
     assert capsys.readouterr().err == f"error: {other / 'notes.txt' / 'sub'}: Not a directory\n"
+
+
+def test_defects_option(tmp_path, capsys):
+    """Planting defects is refused when the corpus has too few on-screen training clips; a corpus without them keeps
+    the settings it had before the option existed (so its folder still resumes)."""
+    assert run_cli(main, ["--out", str(tmp_path / "w"), "--clips", "6", "--classes", "2", "--seconds", "1",
+                          "--test-fraction", "0", "--offscreen-fraction", "0", "--defects", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --defects: 2 defects of each kind need 10 on-screen training clips, the corpus has 6\n")
+    assert not (tmp_path / "w").exists()
+    assert "defects" not in settings(SynthConfig()) and settings(SynthConfig(defects=2))["defects"] == 2
+    assert run_cli(main, ["--out", str(tmp_path / "w"), "--defects", "-1"]) == 2
+    assert "must not be negative" in capsys.readouterr().err

@@ -14,19 +14,27 @@ def test_bench_shard_reports_throughput_and_profile(synth_corpus: Path, tmp_path
     out = tmp_path / "bench.json"
     assert run_cli(main, ["shard", "--corpus", str(synth_corpus), "--short-side", "0", "--repeats", "1",
                        "--workers", "1,2", "--min-duration", "1.5", "--control-seconds", "0",
-                       "--audio-format", "wav,flac", "--json", str(out)]) == 0
+                       "--audio-format", "wav,flac", "--quality", "on,off", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["clips"] > 0 and result["audio_formats"] == ["wav", "flac"]
+    assert result["clips"] > 0 and result["audio_formats"] == ["wav", "flac"] and result["quality"] == ["on", "off"]
+    assert set(result["clips_per_s"]) == {"wav", "flac", "wav/no-quality", "flac/no-quality"}
     for fmt in ("wav", "flac"):
+        ratio = result["quality_over_no_quality"][fmt]
+        assert set(ratio) == {"1", "2"} and all(
+            ratio[w] == round(result["clips_per_s"][fmt][w] / result["clips_per_s"][f"{fmt}/no-quality"][w], 3)
+            for w in ratio)
+    for fmt in ("wav", "flac", "wav/no-quality", "flac/no-quality"):
         assert set(result["clips_per_s"][fmt]) == {"1", "2"}
         assert all(v > 0 for v in result["clips_per_s"][fmt].values())
         assert result["scaling_vs_first"][fmt]["1"] == 1.0 and len(result["all_runs_clips_per_s"][fmt]["2"]) == 1
+    for fmt in ("wav", "flac"):
         assert result["cpu_bound_clips_per_s_per_worker"][fmt] > 0
     assert result["control_busy_loop_speedup_2_vs_1"] == [None, None]
     assert set(result["profile_cpu_ms_median_per_clip"]) == {"audio_decode", "resample", "centre_frame_scaled",
                                                              "jpeg_encode_check", "wav_encode_check",
-                                                             "flac_encode_check"}
+                                                             "flac_encode_check", "quality_figures"}
     assert run_cli(main, ["shard", "--corpus", str(synth_corpus), "--audio-format", "mp3"]) == 2
+    assert run_cli(main, ["shard", "--corpus", str(synth_corpus), "--quality", "on,on"]) == 2
 
 
 def test_machine_scaling_control_is_a_sane_ratio():

@@ -1,8 +1,10 @@
 """The sharding benchmark behind `python -m pipeline.bench shard`: sharding throughput (clips/s, median of repeats)
 for 1, 2, ... workers and one or more audio formats on a synthetic corpus made by `pipeline.synth` (10 s clips, only
-those whose short side is 360 px by default); every repeat runs each (format, workers) pair once, interleaved, so that
-a drifting machine hits them alike. Plus a per-stage profile (CPU time of audio decode, resampling, centre frame,
-JPEG, each audio encoding; each with its validation), which stays meaningful when other jobs load the machine, and a
+those whose short side is 360 px by default); every repeat runs each (format, quality figures on or off, workers)
+variant once, interleaved, so that a drifting machine hits them alike (`--quality on,off` gives the ratio the quality
+figures cost). Plus a per-stage profile (CPU time of audio decode, resampling, centre frame, JPEG, each audio
+encoding, each with its validation; and the quality figures), which stays meaningful when other jobs load the
+machine, and a
 control: the speed-up that the same number of pure-Python busy loops gets on the machine before and after (if that is
 ~1, the machine had no core to spare for scaling).
 """
@@ -24,7 +26,7 @@ from typing import Callable
 import av
 
 from pipeline.common.cli import UserError
-from pipeline.shard import media
+from pipeline.shard import figures, media
 from pipeline.shard.sharder import ShardConfig, run as run_sharder
 from pipeline.synth.corpus import SynthConfig, SynthError, generate
 
@@ -59,6 +61,9 @@ def shard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--audio-format", default=ShardConfig.audio_format, dest="audio_format",
                    help="comma-separated audio formats of the sharder (wav, flac), measured interleaved")
+    p.add_argument("--quality", default="on",
+                   help="with (on) or without (off) the quality figures, comma-separated: on,off measures both, "
+                        "interleaved, and reports their ratio")
     p.add_argument("--control-seconds", type=float, default=1.0, dest="control_seconds",
                    help="length of the busy-loop control before and after (0: no control)")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -137,6 +142,18 @@ def profile_clip(path: Path, frame_size: int, audio_formats: list[str], repeats:
         media.check_jpeg(media.encode_jpeg(image, 90), image.size)
 
     out["jpeg_encode_check"], _ = _median_ms(jpeg, repeats)
+
+    def quality():  # what decode_video adds with the figures on: the keyframe scan, the thumbnails, both hashes
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            v.codec_context.thread_count = 1
+            keys, count, span = media.scan_video(c, v)
+        step = max(1, len(frames) // media.SOURCE_FRAMES)
+        figures.audio_figures(audio, media.source_channels(frames[::step]))
+        figures.video_figures([t for _, t in keys] + [keys[0][1]])
+        figures.image_hash(image), figures.audio_hash(audio)
+
+    out["quality_figures"], _ = _median_ms(quality, repeats)
     for fmt in audio_formats:
         out[f"{fmt}_encode_check"], _ = _median_ms(
             lambda: media.check_audio(media.encode_audio(audio, fmt), audio.size), repeats)
@@ -153,6 +170,11 @@ def bench_shard(args: argparse.Namespace) -> dict:
     formats = [f for f in args.audio_format.split(",") if f]
     if not formats or set(formats) - {"wav", "flac"}:
         raise BenchError(f"--audio-format {args.audio_format!r}: expected wav and/or flac, comma-separated")
+    qualities = [q for q in args.quality.split(",") if q]
+    if not qualities or set(qualities) - {"on", "off"} or len(set(qualities)) < len(qualities):
+        raise BenchError(f"--quality {args.quality!r}: expected on and/or off, comma-separated")
+    # what is measured: (variant name, audio format, quality figures on)
+    variants = [(f if q == "on" else f"{f}/no-quality", f, q == "on") for f in formats for q in qualities]
     scratch = Path(tempfile.mkdtemp(prefix="bench-shard-"))
     try:
         corpus = Path(args.corpus) if args.corpus else scratch / "corpus"
@@ -170,26 +192,26 @@ def bench_shard(args: argparse.Namespace) -> dict:
             raise BenchError(f"{corpus}: no training clip with short side {args.short_side}")
         (scratch / "list.txt").write_text("".join(c["id"] + "\n" for c in clips))
         sizes = sorted({f"{c['width']}x{c['height']}" for c in clips})
-        runs: dict[str, dict[int, list[float]]] = {f: {w: [] for w in worker_counts} for f in formats}
+        runs: dict[str, dict[int, list[float]]] = {v: {w: [] for w in worker_counts} for v, _, _ in variants}
         load_before = os.getloadavg()
         control = (lambda: machine_scaling(max(worker_counts), args.control_seconds)) if args.control_seconds > 0 \
             else (lambda: None)
         control_before = control()
-        for r in range(args.repeats):  # formats and worker counts interleaved: other jobs' load hits them alike
-            for fmt in formats:
+        for r in range(args.repeats):  # variants and worker counts interleaved: other jobs' load hits them alike
+            for name, fmt, quality in variants:
                 for workers in worker_counts:
-                    out = scratch / f"shards-{fmt}-w{workers}-r{r}"
+                    out = scratch / f"shards-{name.replace('/', '-')}-w{workers}-r{r}"
                     cfg = ShardConfig(src=str(corpus), out=str(out), list=str(scratch / "list.txt"),
                                       val_fraction=0.0, workers=workers, audio_format=fmt,
-                                      min_duration=args.min_duration)
+                                      min_duration=args.min_duration, quality=quality)
                     t = time.perf_counter()
                     summary = run_sharder(cfg, progress=False)
                     elapsed = time.perf_counter() - t
                     if summary.written != len(clips):
                         raise BenchError(f"{out}: wrote {summary.written} of {len(clips)} clips; see failures.jsonl")
-                    runs[fmt][workers].append(len(clips) / elapsed)
+                    runs[name][workers].append(len(clips) / elapsed)
                     shutil.rmtree(out)
-                    print(f"{fmt} workers {workers} repeat {r}: {len(clips) / elapsed:.1f} clips/s", file=sys.stderr)
+                    print(f"{name} workers {workers} repeat {r}: {len(clips) / elapsed:.1f} clips/s", file=sys.stderr)
         load_after = os.getloadavg()
         control_after = control()
         stages = [profile_clip(corpus / "video" / f"{c['id']}.mp4", 256, formats) for c in clips]
@@ -197,11 +219,11 @@ def bench_shard(args: argparse.Namespace) -> dict:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     median = {f: {w: statistics.median(v) for w, v in by_w.items()} for f, by_w in runs.items()}
-    shared = [k for k in profile if not k.endswith("_encode_check")]
+    shared = [k for k in profile if not k.endswith("_encode_check") and k != "quality_figures"]
     result = {
         "benchmark": "shard", "machine": machine(), "corpus": str(corpus), "clips": len(clips),
         "seconds": sorted({c["duration"] for c in clips}),
-        "sizes": sizes, "audio_formats": formats, "repeats": args.repeats,
+        "sizes": sizes, "audio_formats": formats, "quality": qualities, "repeats": args.repeats,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         f"control_busy_loop_speedup_{max(worker_counts)}_vs_1": [
@@ -213,13 +235,17 @@ def bench_shard(args: argparse.Namespace) -> dict:
                              for f, m in median.items()},
         "all_runs_clips_per_s": {f: {str(w): [round(x, 2) for x in v] for w, v in by_w.items()}
                                  for f, by_w in runs.items()},
+        # clips/s with the quality figures over clips/s without them (medians; each pair ran in the same repeats)
+        "quality_over_no_quality": {f: {str(w): round(median[f][w] / median[f"{f}/no-quality"][w], 3)
+                                        for w in worker_counts} for f in formats} if len(qualities) == 2 else None,
         "profile_cpu_ms_median_per_clip": profile,
-        # what one core could do if it did nothing else: 1000 / the sum of the stages' CPU times
+        # what one core could do if it did nothing else: 1000 / the sum of the stages' CPU times (without the quality
+        # figures: their CPU time is the profile's quality_figures)
         "cpu_bound_clips_per_s_per_worker": {
             f: round(1000 / (sum(profile[k] for k in shared) + profile[f"{f}_encode_check"]), 2) for f in formats},
     }
-    print("shard: " + "; ".join(f"{f}: " + ", ".join(f"{w} worker(s) {result['clips_per_s'][f][str(w)]} clips/s"
-                                                     for w in worker_counts) for f in formats)
+    print("shard: " + "; ".join(f"{v}: " + ", ".join(f"{w} worker(s) {result['clips_per_s'][v][str(w)]} clips/s"
+                                                     for w in worker_counts) for v, _, _ in variants)
           + f" on {len(clips)} clips; load average {result['load_average_before'][0]} -> "
           f"{result['load_average_after'][0]}; busy-loop control speed-up "
           f"{result[f'control_busy_loop_speedup_{max(worker_counts)}_vs_1']}", file=sys.stderr)

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,3 +251,15 @@ def test_cli_errors_are_one_line(corpus: Path, tmp_path: Path, capsys, args, mes
     out = tmp_path / "out"
     assert run_cli(cli.main, ["--src", str(corpus), "--out", str(out), "--no-progress", *args]) == 2
     assert capsys.readouterr().err == message + "\n" and not out.exists()
+
+
+def test_a_damaged_scan_record_is_scanned_again(corpus: Path, excluded: Path, tmp_path: Path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(excluded, out)
+    scan = out / sharder.STATE_DIR / sharder.SCAN_DIR / "train-000000.json"
+    scan.write_text('{"figures": {"x": {}}}')                      # valid JSON, not a scan record
+    (out / sharder.STATE_DIR / "train-000001.json").unlink()        # a shard left to write: the scan runs
+    (out / "manifest.json").unlink()
+    _shard(corpus, out, exclude=EVERYTHING)
+    assert f"warning: {scan}: not a scan record; scanning that shard again" in capsys.readouterr().err
+    assert _tree(out) == _tree(excluded)

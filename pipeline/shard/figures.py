@@ -72,10 +72,12 @@ def channel_relation(channels: np.ndarray, silence_dbfs: float = -60.0) -> str:
 def thumbnail(grey: np.ndarray, side: int = THUMB) -> np.ndarray:
     """A `side` x `side` float thumbnail of a grey image `[H, W]`: the mean of each cell of an even grid (cells of
     whole pixels; for images smaller than `side`, cells of one pixel repeat)."""
-    g = np.asarray(grey, dtype=np.float64)
+    g = np.asarray(grey)
     rows = np.minimum((np.arange(side) * g.shape[0]) // side, g.shape[0] - 1)
     cols = np.minimum((np.arange(side) * g.shape[1]) // side, g.shape[1] - 1)
-    sums = np.add.reduceat(np.add.reduceat(g, rows, axis=0), cols, axis=1)
+    # columns first (the long axis shrinks in one contiguous pass), integer sums for 8-bit planes: exact and cheap
+    acc = np.float64 if g.dtype.kind == "f" else np.int64
+    sums = np.add.reduceat(np.add.reduceat(g, cols, axis=1, dtype=acc), rows, axis=0)
     nr = np.diff(np.append(rows, g.shape[0])).clip(min=1)
     nc = np.diff(np.append(cols, g.shape[1])).clip(min=1)
     return sums / np.outer(nr, nc)

@@ -137,3 +137,46 @@ def test_extracted_layout_failure_reasons(tmp_path: Path):
         assert err.value.reason == reason, (image, audio, err.value.detail)
     clip = media.decode_extracted([tmp_path / "ok.jpg"], tmp_path / "a.wav", min_duration=1.0)
     assert clip.audio.size == 2 * media.SAMPLE_RATE and (clip.fps, clip.channels) == (None, 1)
+
+
+def _ramp_video(path: Path, fmt: str) -> None:
+    """4 s at 10 fps, a keyframe every 10 frames; frame i is uniform grey at luma 40 + 4 i; a 440 Hz tone."""
+    with av.open(str(path), "w", format=fmt) as out:
+        vs = out.add_stream("libx264", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.options = {"g": "10", "keyint_min": "10", "sc_threshold": "0", "bf": "0", "crf": "10"}
+        aus = out.add_stream("aac", rate=16000)
+        aus.layout = "mono"
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(64000) / 16000)).astype(np.float32)[None]
+        for i in range(40):
+            yuv = np.full((72, 64), 128, np.uint8)
+            yuv[:48] = 40 + 4 * i
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for k in range(0, 64000, 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, k
+            for p in aus.encode(af):
+                out.mux(p)
+        for s in (vs, aus):
+            for p in s.encode():
+                out.mux(p)
+
+
+@pytest.mark.parametrize("fmt,keyframes", [("mp4", [0, 20, 30]), ("matroska", [0, 10, 20, 30])])
+def test_motion_and_frame_count_from_the_keyframes(tmp_path: Path, fmt: str, keyframes: list[int]):
+    """mp4 indexes its frames: the first and last keyframe (found by a seek) join the one decoded on the way to the
+    centre frame (frame 20, also the centre); Matroska is read packet by packet: every keyframe. Motion is the largest
+    luma step between consecutive sampled frames: 4 levels a frame."""
+    path = tmp_path / f"ramp.{fmt}"
+    _ramp_video(path, fmt)
+    with av.open(str(path)) as c:
+        assert (c.streams.video[0].frames > 0) == (fmt == "mp4")
+    q = media.decode_video(path, min_duration=1.0, silence_dbfs=-60.0).quality
+    assert q["frames_counted"] == 40 and q["video_seconds"] == 4.0 and q["real_fps"] == 10.0
+    assert q["sampled_frames"] == len(keyframes)
+    step = max(b - a for a, b in zip(keyframes, keyframes[1:])) * 4
+    assert abs(q["motion"] - step) <= 1.5, q
+    assert media.decode_video(path, min_duration=1.0).quality == {}

@@ -162,7 +162,8 @@ def markdown(s: dict, flagged: list[dict]) -> str:
             "## Distributions", "", "| figure | min | 5% | median | 95% | max |", "|---|---|---|---|---|---|"]
     names = {"rms_dbfs": "loudness, whole clip (RMS dBFS)", "window_rms_dbfs": "loudness, centre 3 s (RMS dBFS)",
              "silent_fraction": "silent fraction of 100 ms frames", "clipped_fraction": "clipped fraction",
-             "motion": "motion (levels of 0-255)", "video_seconds": "video duration (s)", "real_fps": "frames per second"}
+             "motion": "motion (levels of 0-255)", "video_seconds": "video duration (s)",
+             "real_fps": "frames per second"}
     for key, label in names.items():
         qs = s["quantiles"].get(key)
         out.append(f"| {label} | " + (" | ".join(_fmt(qs[k]) for k in ("q00", "q05", "q50", "q95", "q100"))
@@ -210,9 +211,11 @@ def write_report(source: Path, out: Path) -> dict:
     with replacing(out, FILES) as stage:
         _histogram(stage / "loudness.png", fig["rms_dbfs"], "Loudness of the whole clip", "RMS dBFS")
         _histogram(stage / "silence.png", fig["silent_fraction"], "Silent share of each clip",
-                   f"fraction of 100 ms frames below {th['silence_dbfs']:g} dBFS", lines={"muted": th["muted_fraction"]})
+                   f"fraction of 100 ms frames below {th['silence_dbfs']:g} dBFS",
+                   lines={"muted": th["muted_fraction"]})
         _histogram(stage / "motion.png", fig["motion"], "Motion across the sampled frames",
-                   "largest thumbnail change (levels of 0-255, log scale)", lines={"static": th["static_motion"]}, log=True)
+                   "largest thumbnail change (levels of 0-255, log scale)", lines={"static": th["static_motion"]},
+                   log=True)
         _histogram(stage / "duration.png", fig["video_seconds"], "Duration of the video", "seconds")
         atomic_write_text(stage / "flagged.csv", _csv(
             [["id", "split", "label", "flags", "status", "duplicate_of", "rms_dbfs", "window_rms_dbfs",

@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.common.cli import Parser
 from pipeline.common.config import load_config
 from pipeline.shard import manifest
+from pipeline.shard.screening import Thresholds as T
 from pipeline.shard.sharder import ShardConfig, check_something_written, run
 
 
@@ -46,18 +47,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quality", dest="quality", action="store_const", const=False,
                    help="do not compute the quality figures (no quality in the JSON, manifest or quality.jsonl)")
     p.add_argument("--silence-dbfs", type=float, dest="silence_dbfs",
-                   help="RMS level of a silent 100 ms frame (default -60 dBFS)")
+                   help=f"RMS level of a silent 100 ms frame (default {T.silence_dbfs:g} dBFS)")
     p.add_argument("--muted-fraction", type=float, dest="muted_fraction",
-                   help="muted: at least this fraction of the frames silent (default 0.9)")
+                   help=f"muted: at least this fraction of the frames silent (default {T.muted_fraction:g})")
     p.add_argument("--static-motion", type=float, dest="static_motion",
-                   help="static: no cell of the frames' 32 x 32 luma and 16 x 16 chroma thumbnails changes by this many "
-                   "levels between sampled frames (default 2)")
+                   help="static: no cell of the frames' 32 x 32 luma and 16 x 16 chroma thumbnails changes by this "
+                   "many "
+                   f"levels between sampled frames (default {T.static_motion:g})")
     p.add_argument("--clipped-fraction", type=float, dest="clipped_fraction",
-                   help="clipped: at least this fraction of the samples at full scale (default 0.01)")
+                   help=f"clipped: at least this fraction of the samples at full scale "
+                   f"(default {T.clipped_fraction:g})")
     p.add_argument("--duplicate-image-bits", type=int, dest="duplicate_image_bits",
-                   help="duplicates: centre-frame hashes within this many of 64 bits (default 4) ...")
+                   help=f"duplicates: centre-frame hashes within this many of 64 bits "
+                   f"(default {T.duplicate_image_bits}) ...")
     p.add_argument("--duplicate-audio-bits", type=int, dest="duplicate_audio_bits",
-                   help="... and audio hashes within this many of 64 bits (default 8)")
+                   help=f"... and audio hashes within this many of 64 bits (default {T.duplicate_audio_bits})")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value overrides of ShardConfig fields")
     return p

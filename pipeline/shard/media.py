@@ -161,13 +161,28 @@ def thumbnail(frame: av.VideoFrame) -> np.ndarray:
 
 def scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                known: dict[float, np.ndarray]) -> tuple[list[tuple[float, np.ndarray]], int, float]:
-    """One pass over the video packets: the thumbnails of every keyframe with its pts (`known` holds those already
-    made from frames decoded for another purpose; only the other keyframes are decoded, every other packet is read and
-    dropped), the number of frames the stream really holds, and the seconds they span."""
+    """Keyframe thumbnails with their pts, the number of frames the stream holds and the seconds they span.
+
+    `known` holds the thumbnails of keyframes already decoded for another purpose (on the way to the centre frame);
+    no keyframe is decoded twice. When the container indexes the stream (mp4's sample table: frame count and duration),
+    the first and the last keyframe are added, each found by one seek; otherwise one pass reads every packet (counting
+    frames and their span) and decodes every keyframe, dropping the other packets undecoded."""
+    thumbs = dict(known)
     ctx = stream.codec_context
     ctx.skip_frame = "NONKEY"
-    thumbs, count, first, end = dict(known), 0, None, None
     try:
+        if stream.frames > 0 and stream.duration:
+            for target in (0, int(stream.duration) + (stream.start_time or 0)):
+                container.seek(target, stream=stream, backward=True)
+                for packet in container.demux(stream):
+                    if packet.size and float(packet.pts or 0) in thumbs:
+                        break                                 # that keyframe is known: nothing to decode
+                    frames = ctx.decode(packet)
+                    if frames:
+                        thumbs.setdefault(float(frames[0].pts or 0), thumbnail(frames[0]))
+                        break
+            return sorted(thumbs.items()), int(stream.frames), float(stream.duration * stream.time_base)
+        count, first, end = 0, None, None
         container.seek(0, stream=stream, backward=True)
         for packet in container.demux(stream):
             pts, size = packet.pts, packet.size
@@ -181,10 +196,10 @@ def scan_video(container: av.container.InputContainer, stream: av.video.stream.V
             if not size or (packet.is_keyframe and float(pts or 0) not in thumbs):
                 for f in ctx.decode(packet):        # the final empty packet flushes the decoder
                     thumbs.setdefault(float(f.pts or 0), thumbnail(f))
+        span = float((end - first) * stream.time_base) if count else 0.0
+        return sorted(thumbs.items()), count, span
     finally:
         ctx.skip_frame = "DEFAULT"
-    span = float((end - first) * stream.time_base) if count else 0.0
-    return sorted(thumbs.items(), key=lambda kv: kv[0]), count, span
 
 
 def frame_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float,

@@ -67,15 +67,16 @@ class ShardConfig:
     # a 10 s VGGSound clip takes well under a second, so only a stalled input (a hung network mount...) reaches it
     num_parts: int = 1
     part: int = 0
-    # quality figures (pipeline.shard.figures) in each sample's JSON and the manifest; thresholds: pipeline.shard.screening
+    # quality figures (pipeline.shard.figures) in each sample's JSON and in the manifest
     quality: bool = True
     exclude: str = ""                  # comma-separated of muted, static, clipped, duplicates: left out of the shards
-    silence_dbfs: float = -60.0        # a 100 ms frame below this RMS level is silent
-    muted_fraction: float = 0.9        # muted: at least this fraction of the frames silent
-    static_motion: float = 2.0         # static: no thumbnail cell changes by this many levels between frames
-    clipped_fraction: float = 0.01     # clipped: at least this fraction of the samples at full scale
-    duplicate_image_bits: int = 4      # duplicates: centre-frame hashes within this many bits ...
-    duplicate_audio_bits: int = 8      # ... and audio hashes within this many bits
+    # thresholds of the flags (defaults and meaning: pipeline.shard.screening.Thresholds)
+    silence_dbfs: float = screening.Thresholds.silence_dbfs
+    muted_fraction: float = screening.Thresholds.muted_fraction
+    static_motion: float = screening.Thresholds.static_motion
+    clipped_fraction: float = screening.Thresholds.clipped_fraction
+    duplicate_image_bits: int = screening.Thresholds.duplicate_image_bits
+    duplicate_audio_bits: int = screening.Thresholds.duplicate_audio_bits
 
 
 def check_config(cfg: ShardConfig) -> None:

@@ -1,12 +1,12 @@
 """The sharder's per-clip work, run in worker processes: find a clip's input files, decode, encode, validate.
 
 `process_clip` returns the clip's webdataset members or a failure record `{"id", "path", "reason", "detail"}`;
-`scan_clip` its quality figures or the failure; neither raises for a bad input (a bug still raises). An input that is not a regular file (a FIFO, a device, a
-folder) is a failure before anything opens it: opening a FIFO would wait forever. `ClipPool` runs it in worker
-processes and survives a worker that dies inside FFmpeg (the clip responsible is found by re-running clips one at a
-time and recorded as corrupt) and a clip that stalls: a clip whose result has not come `timeout` seconds after the
-one before it (results come in clip order, so it has been running at least that long) is recorded as `timeout`, the
-workers are killed and new ones go on with the next clip.
+`scan_clip` its quality figures or the failure; neither raises for a bad input (a bug still raises). An input that is
+not a regular file (a FIFO, a device, a folder) is a failure before anything opens it: opening a FIFO would wait
+forever. `ClipPool` runs it in worker processes and survives a worker that dies inside FFmpeg (the clip responsible is
+found by re-running clips one at a time and recorded as corrupt) and a clip that stalls: a clip whose result has not
+come `timeout` seconds after the one before it (results come in clip order, so it has been running at least that long)
+is recorded as `timeout`, the workers are killed and new ones go on with the next clip.
 """
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """The synthetic VGGSound-like corpus behind `python -m pipeline.synth`: `SynthConfig` and `generate(cfg)`.
 
-Writes, in the layout of docs/ARCHITECTURE.md section 1: `video/{ytid}_{start:06d}.mp4` (H.264 + AAC, varied
-resolution, fps, sample rate and channels), `vggsound.csv` (no header: ytid,start,label,split), `testsets/` (VGG-SS,
-IS3, IS3 clean audio, AVSBench S4, in the public formats) and `synth.json` (settings, the classes' looks and sounds,
-and per clip the ground-truth boxes at the centre frame, whether its picture changes at all (`moving`), and, with
-`defects`, which flaw was planted (`defect`, `duplicate_of`)). Each class is a coloured textured shape with its own sound;
-scenes add silent distractors of other classes, and some training clips are offscreen (the sound's class is not in
-view). Output depends only on the settings (not on `--workers`). Re-running with the same settings resumes and
-skips finished files; a non-empty `--out` made with other settings (or not a synthetic corpus) is refused.
+Writes, in the layout of docs/ARCHITECTURE.md section 1: `video/{ytid}_{start:06d}.mp4` (H.264 + AAC, varied resolution,
+fps, sample rate and channels), `vggsound.csv` (no header: ytid,start,label,split), `testsets/` (VGG-SS, IS3, IS3 clean
+audio, AVSBench S4, in the public formats) and `synth.json` (settings, the classes' looks and sounds, and per clip the
+ground-truth boxes at the centre frame, whether its picture changes at all (`moving`), and, with `defects`, which flaw
+was planted (`defect`, `duplicate_of`)). Each class is a coloured textured shape with its own sound; scenes add silent
+distractors of other classes, and some training clips are offscreen (the sound's class is not in view). Output depends
+only on the settings (not on `--workers`). Re-running with the same settings resumes and skips finished files; a
+non-empty `--out` made with other settings (or not a synthetic corpus) is refused.
 """
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Test helpers: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer), and
-sharder work functions whose worker process dies on one clip, or stalls on one."""
+"""Test helpers: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer),
+sharder work functions whose worker process dies on one clip, or stalls on one, and a sharder killed mid-run."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -40,3 +42,13 @@ def stalling_work(clip: list):
     if clip[3] == STALL_LABEL:
         time.sleep(3600)
     return shardwork.process_clip(clip)
+
+
+def kill_when(cmd: list[str], cwd: Path, folder: Path, count: int, pattern: str = "*-*.json") -> None:
+    """Run `cmd` and SIGKILL it as soon as `folder` holds `count` files matching `pattern` (or after 120 s)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob(pattern))) < count and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -6,13 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from pipeline.common.cli import run_cli
 from pipeline.quality import report
 from pipeline.shard import cli, sharder
 from pipeline.synth.corpus import SynthConfig, generate
+from tests.mediafiles import kill_when
 
 REPO = Path(__file__).resolve().parents[1]
 DEFECT_FIXTURE = dict(clips=36, seconds=3.0, classes=4, seed=5, test_fraction=0.1, offscreen_fraction=0.1,
@@ -176,12 +174,7 @@ def test_resume_after_kill_with_exclude_is_byte_identical(corpus: Path, excluded
     args = [sys.executable, "-m", "pipeline.shard", "--src", str(corpus), "--out", str(out), "--no-progress",
             "--exclude", EVERYTHING, "--workers", "1"] + [f"{k}={v}" for k, v in SHARD.items()]
     for where, count in ((state / sharder.SCAN_DIR, 1), (state, 2)):
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while len(list(where.glob("*-*.json"))) < count and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when(args, REPO, where, count)
         assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
     assert list((state / sharder.SCAN_DIR).glob("*-*.json")) and list(state.glob("*-*.json"))
     subprocess.run([a if a != "1" else "2" for a in args], cwd=REPO, check=True, capture_output=True)  # 2 workers

@@ -5,13 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from PIL import Image
 
 from pipeline.common.cli import run_cli
 from pipeline.shard import cli, listing, sharder as shard, work as shardwork
-from tests.mediafiles import CRASH_LABEL, crashing_work, remux
+from tests.mediafiles import CRASH_LABEL, crashing_work, kill_when, remux
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_FIELDS = {"id", "ytid", "start", "label", "class_index", "split", "fps", "width", "height", "sample_rate",
@@ -157,13 +154,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(synth_corpus: Path, tmp_p
     out = tmp_path / "killed"
     state = out / shard.STATE_DIR
     for wait_for in (1, 6):  # finished shards at which to kill: the first run, then the resumed run
-        proc = subprocess.Popen(_cli(*args, "--out", str(out), "--workers", "1"), cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while len(list(state.glob("*-*.json"))) < wait_for and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when(_cli(*args, "--out", str(out), "--workers", "1"), REPO, state, wait_for)
         assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
         for tar in out.glob("*.tar"):  # a tar under its final name is always complete
             with tarfile.open(tar) as tf:

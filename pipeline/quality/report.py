@@ -143,6 +143,18 @@ ADVICE = """## What to do with it
 """
 
 
+def _listed(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A section of report.md: a table of the first LISTED rows (and how many more), or "None."."""
+    out = ["", f"## {title}", ""]
+    if not rows:
+        return out + ["None."]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows[:LISTED]]
+    if len(rows) > LISTED:
+        out.append(f"| ... {len(rows) - LISTED} more |" + " |" * (len(header) - 1))
+    return out
+
+
 def markdown(s: dict, flagged: list[dict]) -> str:
     c, th = s["counts"], s["thresholds"]
     out = [f"# Quality of the clips of `{s['source']}`", "",
@@ -176,28 +188,15 @@ def markdown(s: dict, flagged: list[dict]) -> str:
         out.append(f"| {r['label']} | {r['decoded']} | {r['written']} | {r['excluded']} | "
                    + " | ".join(str(r[f]) for f in EXCLUDABLE) + " |")
     clusters = s["duplicate_clusters"]
-    out += ["", f"## Duplicate clusters ({len(clusters)}; all in duplicates.csv)", ""]
-    if clusters:
-        out += ["| cluster | clips (the first is kept) | classes | splits |", "|---|---|---|---|"]
-        for k, cl in enumerate(clusters[:LISTED]):
-            out.append(f"| {k} | {', '.join(m['id'] for m in cl)} | {', '.join(sorted({m['label'] for m in cl}))} | "
-                       f"{', '.join(sorted({m['split'] for m in cl}))} |")
-        if len(clusters) > LISTED:
-            out.append(f"| ... | {len(clusters) - LISTED} more | | |")
-    else:
-        out.append("None.")
-    out += ["", f"## Flagged clips ({len(flagged)}; all in flagged.csv)", ""]
-    if flagged:
-        out += ["| clip | split | class | flags | status | RMS dBFS | silent | motion | clipped |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for q in flagged[:LISTED]:
-            f = q["figures"]
-            out.append(f"| {q['id']} | {q['split']} | {q['label']} | {', '.join(q['flags'])} | {q['status']} | "
-                       f"{f['rms_dbfs']:g} | {f['silent_fraction']:g} | {f['motion']:g} | {f['clipped_fraction']:g} |")
-        if len(flagged) > LISTED:
-            out.append(f"| ... {len(flagged) - LISTED} more | | | | | | | | |")
-    else:
-        out.append("None.")
+    out += _listed(f"Duplicate clusters ({len(clusters)}; all in duplicates.csv)",
+                   ["cluster", "clips (the first is kept)", "classes", "splits"],
+                   [[str(k), ", ".join(m["id"] for m in cl), ", ".join(sorted({m["label"] for m in cl})),
+                     ", ".join(sorted({m["split"] for m in cl}))] for k, cl in enumerate(clusters)])
+    out += _listed(f"Flagged clips ({len(flagged)}; all in flagged.csv)",
+                   ["clip", "split", "class", "flags", "status", "RMS dBFS", "silent", "motion", "clipped"],
+                   [[q["id"], q["split"], q["label"], ", ".join(q["flags"]), q["status"]]
+                    + [f"{q['figures'][k]:g}" for k in ("rms_dbfs", "silent_fraction", "motion", "clipped_fraction")]
+                    for q in flagged])
     return "\n".join(out + ["", ADVICE])
 
 

@@ -4,7 +4,7 @@ VENV    ?= .venv
 PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo reproduce test test-slow gpu-check gpu-wheels clean
+.PHONY: install demo reproduce test test-slow mutation gpu-check gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTHON) -m pytest -q -m slow
+
+# mutation testing of the metrics, losses/objective/equivariance and features/augmentation (README: "Mutation testing");
+# run it for every change to those modules; GROUP=metrics (or losses, features) runs one group
+mutation: $(STAMP)
+	$(PYTHON) scripts/mutation.py $(if $(GROUP),--group $(GROUP))
 
 # on a machine with one NVIDIA GPU and a CUDA build of torch 2.11.0 (no virtualenv: that interpreter's packages)
 gpu-check:

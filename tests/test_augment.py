@@ -1,9 +1,17 @@
 """pipeline.load.augment's batched blur and colour map (the DALI loader's) against torchvision's functions."""
+import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from pipeline.load import augment
 from pipeline.load.features import IMAGENET_MEAN, IMAGENET_STD
+
+
+@pytest.fixture(autouse=True)
+def _fresh_constants():
+    """Every test builds the colour constants and clip bounds itself (they are cached per device)."""
+    augment._CONSTANTS.clear()
+    yield
 
 
 def mid_range_images(n=3, size=16, seed=0):

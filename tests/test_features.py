@@ -10,6 +10,14 @@ import torchaudio
 from pipeline.load import features as F, negatives as N
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tables():
+    """Every test builds the window and mel tables itself (they are cached per device): otherwise only the first
+    test of a run would check how they are built."""
+    F._CACHE.clear()
+    yield
+
+
 def torchaudio_ssltie(wave: torch.Tensor) -> torch.Tensor:
     """SSL-TIE's own transform chain (datasets/dataloader.py): MelSpectrogram(normalized=True) + AmplitudeToDB()."""
     with warnings.catch_warnings():

@@ -248,6 +248,9 @@ def _gather_rank(rank: int, path: str, results) -> None:
 
 
 def test_gather_concatenates_ranks_in_order(tmp_path):
+    # called here too, without a process group, so that mutation testing (which maps each function to the tests
+    # that call it in-process) runs this test for every mutant of the function
+    assert gather_with_grad(torch.zeros(1, 1))[1] == 0
     ctx = torch.multiprocessing.get_context("spawn")
     results = ctx.SimpleQueue()
     procs = [ctx.Process(target=_gather_rank, args=(r, str(tmp_path / "rdzv"), results)) for r in range(2)]

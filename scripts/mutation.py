@@ -1,0 +1,134 @@
+"""`make mutation`: mutation testing (mutmut) of the code whose numbers end up in papers, each group of modules
+against the tests that cover it. Usage: `python scripts/mutation.py [--out mutation/] [--group NAME ...]`.
+
+Each group runs in a copy of the working tree (tracked and untracked, not ignored, files) under OUT/NAME, so the
+checkout is never mutated; mutmut generates the mutants, maps each function to the tests that reach it, and runs
+only those for each mutant (forked from one warm process: one thread per library, as forked OpenMP pools hang).
+mutmut leaves decorated functions alone, so the Numba kernels themselves (`@nb.njit` in eval/metrics) are not
+mutated: their Python callers are, and the kernels are pinned by tests against independent numpy references.
+Writes OUT/summary.json and prints, per group, killed / survived / no test / timeout and the score, and every
+surviving mutant not listed in tests/MUTANTS.md (mutants shown to change no output: equivalent). Exit status 1 when
+the score over non-equivalent mutants is below --goal (default 0.9).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS: dict[str, dict] = {
+    "metrics": {"source": ["eval/metrics"],
+                "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_golden.py",
+                          "tests/test_metrics_compute_all.py", "tests/test_metrics_upsample.py",
+                          "tests/test_bootstrap.py"],
+                "env": {}},
+    "losses": {"source": ["trainer/losses.py", "trainer/objective.py", "trainer/equivariance.py"],
+               "tests": ["tests/test_losses.py", "tests/test_objective.py"], "env": {}},
+    "features": {"source": ["pipeline/load/features.py", "pipeline/load/augment.py"],
+                 "tests": ["tests/test_features.py", "tests/test_augment.py"], "env": {}},
+}
+THREADS = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+STATES = ("killed", "survived", "no tests", "timeout", "suspicious", "skipped", "segfault", "not checked")
+
+
+def equivalent_mutants(path: Path = ROOT / "tests" / "MUTANTS.md") -> set[str]:
+    """Mutant names listed in tests/MUTANTS.md (each line of its tables starts with `| name |`)."""
+    if not path.exists():
+        return set()
+    return set(re.findall(r"^\| `?([\w.]+__mutmut_\d+)`? \|", path.read_text(), flags=re.M))
+
+
+def copy_tree(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def configure(dest: Path, group: dict) -> None:
+    """mutmut's settings, appended to the copy's pyproject.toml."""
+    lines = ["", "[tool.mutmut]", f"source_paths = {json.dumps(group['source'])}",
+             f"pytest_add_cli_args_test_selection = {json.dumps(group['tests'])}",
+             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+             'also_copy = ["pipeline", "trainer", "eval", "tests"]']
+    with open(dest / "pyproject.toml", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def run_group(name: str, out: Path, mutmut: str) -> dict:
+    group = GROUPS[name]
+    dest = out / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    copy_tree(dest)
+    configure(dest, group)
+    env = dict(os.environ, **THREADS, **group["env"])
+    env.pop("PYTHONPATH", None)
+    log = dest / "mutmut.log"
+    with open(log, "w") as fh:
+        subprocess.run([mutmut, "run", "--max-children", str(max(1, len(os.sched_getaffinity(0))))], cwd=dest,
+                       env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+        listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=dest, env=env, capture_output=True,
+                                 text=True, check=False)
+    results: dict[str, str] = {}
+    for line in listing.stdout.splitlines():
+        if ":" in line and "__mutmut_" in line:
+            mutant, state = (x.strip() for x in line.rsplit(":", 1))
+            results[mutant] = state
+    if not results:
+        raise SystemExit(f"error: {log}: mutmut produced no results (see the log)")
+    return results
+
+
+def summarise(results: dict[str, str], equivalent: set[str]) -> dict:
+    counts = {s: sum(1 for v in results.values() if v == s) for s in STATES}
+    survived = sorted(m for m, s in results.items() if s in ("survived", "no tests"))
+    listed = [m for m in survived if m in equivalent]
+    open_ = [m for m in survived if m not in equivalent]
+    considered = len(results) - len(listed)
+    killed = counts["killed"] + counts["timeout"] + counts["segfault"]
+    return {"mutants": len(results), "counts": counts, "equivalent_listed": len(listed),
+            "score": round(killed / considered, 4) if considered else 1.0, "not_killed": open_}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/mutation.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "mutation"), help="work folder (default mutation/, git-ignored)")
+    p.add_argument("--group", action="append", choices=list(GROUPS), help="only these groups (default: all)")
+    p.add_argument("--goal", type=float, default=0.9)
+    a = p.parse_args(argv)
+    mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
+    if mutmut is None:
+        print("error: mutmut: not installed (pip install -e '.[test]')", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    equivalent = equivalent_mutants()
+    summary = {}
+    for name in a.group or list(GROUPS):
+        summary[name] = summarise(run_group(name, out, mutmut), equivalent)
+        s = summary[name]
+        print(f"{name}: {s['mutants']} mutants, killed {s['counts']['killed']} + timeout {s['counts']['timeout']}, "
+              f"survived {s['counts']['survived']}, no tests {s['counts']['no tests']}, equivalent (tests/MUTANTS.md) "
+              f"{s['equivalent_listed']}: score {s['score']:.1%}", flush=True)
+        for m in s["not_killed"]:
+            print(f"  not killed: {m}")
+    total = sum(s["mutants"] - s["equivalent_listed"] for s in summary.values())
+    killed = sum(s["counts"]["killed"] + s["counts"]["timeout"] + s["counts"]["segfault"] for s in summary.values())
+    summary["total"] = {"considered": total, "killed": killed, "score": round(killed / total, 4) if total else 1.0}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"total: {killed} of {total} non-equivalent mutants killed: {summary['total']['score']:.1%}")
+    return 0 if summary["total"]["score"] >= a.goal else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -85,3 +85,21 @@ def test_blur_then_colour_is_colour_then_blur_where_nothing_clips():
         coloured = (m[0] @ img[i].float().flatten(1) + t[0][:, None]).view(3, 20, 20)
         ref = TF.gaussian_blur(coloured, [augment.BLUR_KERNEL] * 2, [float(draws[i, 5])] * 2)
         assert float((ours[i] - normalize(ref)).abs().max()) < 1e-3
+
+
+def test_eval_batch_of_mixed_frame_sizes_is_each_frames_own_transform():
+    """Frames of two sizes, interleaved: each comes out as torchvision's resize + normalisation of it alone, in the
+    batch's order."""
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+              for shape in ((20, 30, 3), (16, 16, 3), (20, 30, 3), (16, 16, 3), (16, 16, 3))]
+    out = augment.eval_batch(frames, 12)
+    assert out.shape == (5, 3, 12, 12) and out.dtype == torch.float32
+    for frame, got in zip(frames, out):
+        x = frame.permute(2, 0, 1).float() / 255.0
+        x = TF.resize(x, [12, 12], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        want = TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+        assert torch.allclose(got, want, atol=1e-5)
+    assert augment.eval_batch([], 12).shape == (0, 3, 12, 12)
+    chw = frames[0].permute(2, 0, 1)
+    assert torch.equal(augment.image_transform(12, train=False)(chw), augment.eval_transform(12)(chw))

@@ -146,3 +146,16 @@ def test_negatives_and_db_switch():
     # two draws of the same noise process have nearly the same mean level; dB is applied only when asked
     assert abs(float(F.to_db(a).mean()) - float(c.mean())) < 1.0 and c.max() < 40
 
+
+
+def test_spec_augment_is_the_drawn_masks_applied():
+    """One draw per sample from the generator, applied with the fill; the input is kept unless `inplace`."""
+    power = torch.rand(3, 1, 257, 40, generator=torch.Generator().manual_seed(0)) + 1.0
+    masks = F.spec_augment_params(3, 40, torch.Generator().manual_seed(5))
+    want = F.apply_masks(power.clone(), masks, fill=-7.0)
+    keep = power.clone()
+    got = F.spec_augment(power, torch.Generator().manual_seed(5), fill=-7.0)
+    assert torch.equal(got, want) and torch.equal(power, keep) and (got == -7.0).any()
+    F.spec_augment(power, torch.Generator().manual_seed(5), inplace=True, fill=-7.0)
+    assert torch.equal(power, want)
+    assert F.seconds_to_samples(0.5) == 8000 and F.seconds_to_samples(1 / 3) == 5333

@@ -103,3 +103,8 @@ def test_eval_batch_of_mixed_frame_sizes_is_each_frames_own_transform():
     assert augment.eval_batch([], 12).shape == (0, 3, 12, 12)
     chw = frames[0].permute(2, 0, 1)
     assert torch.equal(augment.image_transform(12, train=False)(chw), augment.eval_transform(12)(chw))
+
+
+def test_blur_kernel_covers_three_sigma():
+    assert [augment.blur_kernel_size(s) for s in (0.1, 1.0, 1.2, 2.0)] == [1, 7, 9, 13]
+    assert augment.BLUR_KERNEL == 13

@@ -159,3 +159,74 @@ def test_spec_augment_is_the_drawn_masks_applied():
     F.spec_augment(power, torch.Generator().manual_seed(5), inplace=True, fill=-7.0)
     assert torch.equal(power, want)
     assert F.seconds_to_samples(0.5) == 8000 and F.seconds_to_samples(1 / 3) == 5333
+
+
+def test_window_start_reaches_both_ends_of_its_range():
+    """Random starts are uniform over 0..room, both ends included, drawn from the given generator only; the centred
+    start of an odd room rounds down; a clip shorter than the window starts at 0."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(123)
+    starts = {F.window_start(17, 12, "random", g) for _ in range(300)}
+    assert starts == set(range(6))
+    torch.manual_seed(7)                        # the global generator plays no part
+    again = torch.Generator().manual_seed(0)
+    assert [F.window_start(17, 12, "random", again) for _ in range(5)] == _draws(0, 6, 5)
+    assert F.window_start(19, 12, "center") == 3 and F.window_start(18, 12, "center") == 3
+    assert {F.window_start(5, 12, "random", g) for _ in range(50)} == {0} and F.window_start(5, 12, "center") == 0
+    with pytest.raises(ValueError, match="audio window mode 'left' is not 'center' or 'random'"):
+        F.window_start(17, 12, "left")
+
+
+def _draws(seed: int, high: int, n: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    return [int(torch.randint(0, high, (1,), generator=g)) for _ in range(n)]
+
+
+def test_windows_follow_the_generator():
+    wave = torch.arange(20.0)
+    a = F.clip_to_input(wave, 8, 24, "random", torch.Generator().manual_seed(3))
+    torch.manual_seed(99)
+    b = F.clip_to_input(wave, 8, 24, "random", torch.Generator().manual_seed(3))
+    start = _draws(3, 13, 1)[0]
+    assert torch.equal(a, b) and torch.equal(a, torch.cat([wave[start:start + 8]] * 3))
+    assert torch.equal(F.take_window(wave, 8, "random", torch.Generator().manual_seed(3)), wave[start:start + 8])
+
+
+def test_tile_rows_and_errors():
+    assert F.tile(torch.tensor([1.0, 2.0, 3.0]), 7).tolist() == [1, 2, 3, 1, 2, 3, 1]
+    two = torch.tensor([[1.0, 2.0], [5.0, 6.0]])
+    assert F.tile(two, 5).tolist() == [[1, 2, 1, 2, 1], [5, 6, 5, 6, 5]]          # each row on its own
+    assert F.tile(torch.tensor([4.0, 5.0]), 1).tolist() == [4.0]
+    with pytest.raises(ValueError, match="^cannot tile an empty waveform$"):
+        F.tile(torch.zeros(0), 4)
+
+
+def test_spec_augment_params_by_hand():
+    """torchaudio's draws from five uniforms per sample, in this order: apply, time width, time start, freq width,
+    freq start (float64); samples not drawn to apply get widths 0."""
+    batch, frames = 6, 50
+    u = torch.rand(batch, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64).tolist()
+    got = F.spec_augment_params(batch, frames, torch.Generator().manual_seed(4), p=0.5, time_mask=20,
+                                freq_mask=30, n_mels=100).tolist()
+    applied = 0
+    for row, (a, u1, u2, u3, u4) in zip(got, u):
+        tw, fw = u1 * 20, u3 * 30
+        want = [math.floor(u2 * (frames - tw)), math.floor(tw), math.floor(u4 * (100 - fw)), math.floor(fw)]
+        if not a < 0.5:
+            want[1] = want[3] = 0
+        applied += a < 0.5
+        assert row == want
+    assert 0 < applied < batch                              # both kinds of sample occur
+
+
+def test_position_seeds_by_hand():
+    m = 2**63 - 1
+    assert F.mix_seed(7) == 7 and F.mix_seed(7, 1) == (7 * 1_000_003 + 2) % m
+    assert F.mix_seed(7, 1, 2) == ((7 * 1_000_003 + 2) * 1_000_003 + 3) % m
+    big = 2**62 + 5                                        # the modulus matters
+    assert F.mix_seed(big, 2**40) == (big * 1_000_003 + 2**40 + 1) % m
+    g = F.position_generator(5, 1, 2)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(
+        F.mix_seed(5, 1, 2))))
+    assert not torch.equal(torch.rand(3, generator=F.position_generator(5, 1, 2)),
+                           torch.rand(3, generator=F.position_generator(5, 1)))

@@ -3,7 +3,8 @@ against the tests that cover it. Usage: `python scripts/mutation.py [--out mutat
 
 Each group runs in a copy of the working tree (tracked and untracked, not ignored, files) under OUT/NAME, so the
 checkout is never mutated; mutmut generates the mutants, maps each function to the tests that reach it, and runs
-only those for each mutant (forked from one warm process: one thread per library, as forked OpenMP pools hang).
+only those for each mutant (forked from one warm process: one thread per library, and Numba's workqueue threading
+layer, as a forked OpenMP pool aborts or hangs).
 mutmut leaves decorated functions alone, so the Numba kernels themselves (`@nb.njit` in eval/metrics) are not
 mutated: their Python callers are, and the kernels are pinned by tests against independent numpy references.
 Writes OUT/summary.json and prints, per group, killed / survived / no test / timeout and the score, and every
@@ -27,7 +28,8 @@ GROUPS: dict[str, dict] = {
                 "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_golden.py",
                           "tests/test_metrics_compute_all.py", "tests/test_metrics_upsample.py",
                           "tests/test_bootstrap.py"],
-                "env": {}},
+                # GNU OpenMP aborts a forked child that runs a parallel kernel; workqueue with one thread does not
+                "env": {"NUMBA_THREADING_LAYER": "workqueue"}},
     "losses": {"source": ["trainer/losses.py", "trainer/objective.py", "trainer/equivariance.py"],
                "tests": ["tests/test_losses.py", "tests/test_objective.py"], "env": {}},
     "features": {"source": ["pipeline/load/features.py", "pipeline/load/augment.py"],

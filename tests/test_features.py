@@ -230,3 +230,52 @@ def test_position_seeds_by_hand():
         F.mix_seed(5, 1, 2))))
     assert not torch.equal(torch.rand(3, generator=F.position_generator(5, 1, 2)),
                            torch.rand(3, generator=F.position_generator(5, 1)))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_apply_masks_edges_by_hand(batched):
+    """Masks of width 1, starting at 0, starting below 0 (a mask wider than the input), reaching past the end, and
+    width 0, on both code paths; `[B, 1, F=5, T=6]`, fill -1."""
+    power = torch.arange(2 * 5 * 6, dtype=torch.float32).view(2, 1, 5, 6) + 1
+    masks = torch.tensor([[0, 1, 4, 1],        # time column 0, mel row 4 (the last)
+                          [-2, 3, -1, 2]])     # time columns 0-0 (start -2, width 3), mel row 0 (start -1, width 2)
+    want = power.clone()
+    want[0, :, :, 0] = -1
+    want[0, :, 4, :] = -1
+    want[1, :, :, 0] = -1
+    want[1, :, 0, :] = -1
+    got = F.apply_masks(power, masks, fill=-1.0, batched=batched)
+    assert torch.equal(got, want) and not torch.equal(power, want)
+    past = F.apply_masks(power, torch.tensor([[4, 9, 3, 0], [5, 0, 0, 0]]), fill=-1.0, batched=batched)
+    want = power.clone()
+    want[0, :, :, 4:] = -1                     # to the end; freq width 0 and time width 0 mask nothing
+    assert torch.equal(past, want)
+    none = F.apply_masks(power, torch.tensor([[-3, 3, -2, 2], [0, 0, 0, 0]]), fill=-1.0, batched=batched)
+    assert torch.equal(none, power)            # masks that end at 0 cover nothing
+    inplace = power.clone()
+    F.apply_masks(inplace, masks, fill=-1.0, inplace=True, batched=batched)
+    assert torch.equal(inplace, got)
+
+
+def test_mel_power_chunks_tiles_and_db_on_every_path():
+    """More waveforms than a CPU chunk (CPU_CHUNK) give each one's own mel; windows of mixed and equal real lengths
+    are tiled each to `length` first; dB is to_db of the power."""
+    g = torch.Generator().manual_seed(0)
+    n = F.CPU_CHUNK * 2 + 1
+    waves = torch.randn(n, 2000, generator=g)
+    whole = F.mel_power(waves)
+    one_by_one = torch.cat([F.mel_power(w[None]) for w in waves])
+    assert whole.shape == (n, 257, F.num_frames(2000)) and torch.allclose(whole, one_by_one, rtol=1e-5, atol=1e-8)
+    assert torch.allclose(F.mel_power(waves, db=True), F.to_db(one_by_one.clone()), atol=1e-4)
+    for sizes in ([700] * n, [700, 300] * F.CPU_CHUNK + [1]):
+        lengths = torch.tensor(sizes)
+        got = F.mel_power(waves, lengths, 2000)
+        want = torch.cat([F.mel_power(F.tile(w[:k], 2000)[None]) for w, k in zip(waves, sizes)])
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-8), sizes
+    one = F.mel_power(waves[0])                                   # a single 1-D waveform
+    assert one.shape == (257, F.num_frames(2000)) and torch.allclose(one, whole[0], rtol=1e-5, atol=1e-8)
+    message = "^tiling needs windows \\[B, W\\], a target length and every window length >= 1$"
+    for bad in [(waves[0], torch.tensor([5]), 10), (waves, torch.tensor([5] * n), None),
+                (waves, torch.tensor([5] * (n - 1) + [0]), 10)]:
+        with pytest.raises(ValueError, match=message):
+            F.mel_power(*bad)

@@ -108,3 +108,38 @@ def test_eval_batch_of_mixed_frame_sizes_is_each_frames_own_transform():
 def test_blur_kernel_covers_three_sigma():
     assert [augment.blur_kernel_size(s) for s in (0.1, 1.0, 1.2, 2.0)] == [1, 7, 9, 13]
     assert augment.BLUR_KERNEL == 13
+
+
+def test_train_batch_resizes_flips_then_normalizes():
+    """Identity colour draws and no blur: each crop resized as RandomResizedCrop resizes it (bilinear, antialias, uint8),
+    flipped where drawn, normalised; the batch keeps its order and mixed crop sizes."""
+    g = torch.Generator().manual_seed(1)
+    crops = [torch.randint(0, 256, shape, generator=g, dtype=torch.uint8) for shape in ((30, 20, 3), (12, 12, 3),
+                                                                                        (25, 40, 3))]
+    identity = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    draws = torch.tensor([identity + [1.0], identity + [0.0], identity + [1.0]])
+    out = augment.train_batch(crops, draws, 16)
+    assert out.shape == (3, 3, 16, 16) and out.dtype == torch.float32
+    for crop, flip, got in zip(crops, (True, False, True), out):
+        x = TF.resize(crop.permute(2, 0, 1), [16, 16], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        x = x.flip(-1) if flip else x
+        want = TF.normalize(x.float() / 255.0, IMAGENET_MEAN, IMAGENET_STD)
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_train_transform_is_the_documented_recipe():
+    """SSL-TIE's training augmentation (docs/TRAINING.md): crop scale (0.3, 1) bilinear antialiased, colour jitter
+    (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma (0.1, 2) over 13 taps with p 0.5, flip p 0.5,
+    ImageNet normalisation."""
+    steps = augment.train_transform(32).transforms
+    assert [type(t).__name__ for t in steps] == ["ToImage", "RandomResizedCrop", "RandomApply", "RandomGrayscale",
+                                                 "RandomApply", "RandomHorizontalFlip", "ToDtype", "Normalize"]
+    _, crop, jitter, gray, blur, flip, to_float, norm = steps
+    assert to_float.dtype == torch.float32 and to_float.scale
+    assert (tuple(crop.size), crop.scale, crop.interpolation, crop.antialias) == (
+        (32, 32), (0.3, 1.0), TF.InterpolationMode.BILINEAR, True)
+    assert jitter.p == 0.8 and (jitter.transforms[0].brightness, jitter.transforms[0].hue) == ((0.6, 1.4), (-0.1, 0.1))
+    assert (jitter.transforms[0].contrast, jitter.transforms[0].saturation) == ((0.6, 1.4), (0.6, 1.4))
+    assert gray.p == 0.2 and blur.p == 0.5 and flip.p == 0.5
+    assert tuple(blur.transforms[0].kernel_size) == (13, 13) and tuple(blur.transforms[0].sigma) == (0.1, 2.0)
+    assert (tuple(norm.mean), tuple(norm.std)) == (IMAGENET_MEAN, IMAGENET_STD)

@@ -128,7 +128,7 @@ def test_train_batch_resizes_flips_then_normalizes():
 
 
 def test_train_transform_is_the_documented_recipe():
-    """SSL-TIE's training augmentation (its "moco_v2" recipe, ../shared/REFERENCE.md A): crop scale (0.3, 1) bilinear antialiased, colour jitter
+    """SSL-TIE's training augmentation (its "moco_v2" recipe, ../shared/REFERENCE.md A.2): crop scale (0.3, 1) bilinear antialiased, colour jitter
     (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma (0.1, 2) over 13 taps with p 0.5, flip p 0.5,
     ImageNet normalisation."""
     steps = augment.train_transform(32).transforms

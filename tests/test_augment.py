@@ -1,4 +1,5 @@
 """pipeline.load.augment's batched blur and colour map (the DALI loader's) against torchvision's functions."""
+import numpy as np
 import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -143,3 +144,48 @@ def test_train_transform_is_the_documented_recipe():
     assert gray.p == 0.2 and blur.p == 0.5 and flip.p == 0.5
     assert tuple(blur.transforms[0].kernel_size) == (13, 13) and tuple(blur.transforms[0].sigma) == (0.1, 2.0)
     assert (tuple(norm.mean), tuple(norm.std)) == (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_jitter_affine_composition_by_hand():
+    """M = G @ H @ S * (b k), t = (1 - k) b mean: saturation toward grey, a YIQ chroma rotation by 2 pi h (counter-
+    clockwise in the (I, Q) plane), grayscale, with the NTSC YIQ matrix and the ITU-R 601 luma row written out."""
+    yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    luma = yiq[0]
+    draws = [[1.2, 0.7, 0.6, 0.125, 0.0], [0.8, 1.3, 1.4, -0.3, 1.0]]
+    means = [100.0, 37.5]
+    m, t = augment.jitter_affine(torch.tensor(draws), torch.tensor(means))
+    for i, ((b, k, s, h, g), mean) in enumerate(zip(draws, means)):
+        a = 2 * np.pi * h
+        rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+        grey = np.tile(luma, (3, 1))
+        sat = s * np.eye(3) + (1 - s) * grey
+        to_grey = g * grey + (1 - g) * np.eye(3)
+        want = to_grey @ np.linalg.inv(yiq) @ rot @ yiq @ sat * b * k
+        assert np.allclose(m[i].numpy(), want, atol=1e-6), i
+        assert np.allclose(t[i].numpy(), [(1 - k) * b * mean] * 3, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_blur_jitter_normalize_on_rectangular_images_that_clip(chunk):
+    """Both code paths (the whole batch; chunks of 2 with only the drawn images blurred) on 5 images of 24 x 20 with
+    values at both ends (so that the map clips at 0 and 255): each image's output is its own blur, colour map (mean
+    grey taken before the blur), clip and normalisation, computed here with torchvision's blur and the map applied as
+    a matrix."""
+    g = torch.Generator().manual_seed(5)
+    img = torch.randint(0, 256, (5, 3, 24, 20), generator=g, dtype=torch.uint8)
+    img[:, :, :4] = 0
+    img[:, :, -4:] = 255
+    draws = torch.tensor([[1.3, 1.2, 1.1, 0.1, 0.0, 1.5], [0.7, 0.8, 0.9, -0.2, 1.0, 0.0],
+                          [1.0, 1.0, 1.0, 0.0, 0.0, 0.6], [1.1, 0.9, 1.3, 0.05, 0.0, 0.0],
+                          [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]])
+    ours = augment.blur_jitter_normalize(img, draws, chunk=chunk)
+    for i in range(5):
+        x = img[i].float()
+        mean_luma = float(x.mean((1, 2)) @ torch.tensor(augment.LUMA))
+        m, t = augment.jitter_affine(draws[i:i + 1, :5], torch.tensor([mean_luma]))
+        s = float(draws[i, 5])
+        blurred = TF.gaussian_blur(x, [augment.BLUR_KERNEL] * 2, [s, s]) if s else x
+        ref = (m[0] @ blurred.flatten(1) + t[0][:, None]).view(3, 24, 20).clamp(0, 255)
+        assert float((ours[i] - normalize(ref)).abs().max()) < 2e-3, i
+    assert torch.allclose(ours[4], normalize(img[4].float()), atol=1e-5)
+    assert float(ours.min()) == pytest.approx(float(normalize(torch.zeros(3, 1, 1)).min()), abs=1e-5)

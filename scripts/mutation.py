@@ -27,7 +27,7 @@ GROUPS: dict[str, dict] = {
     "metrics": {"source": ["eval/metrics"],
                 "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_golden.py",
                           "tests/test_metrics_compute_all.py", "tests/test_metrics_upsample.py",
-                          "tests/test_metrics_negatives.py", "tests/test_bootstrap.py"],
+                          "tests/test_metrics_negatives.py", "tests/test_metrics_config.py", "tests/test_bootstrap.py"],
                 # GNU OpenMP aborts a forked child that runs a parallel kernel; workqueue with one thread does not
                 "env": {"NUMBA_THREADING_LAYER": "workqueue"}},
     "losses": {"source": ["trainer/losses.py", "trainer/objective.py", "trainer/equivariance.py"],

@@ -189,3 +189,31 @@ def test_blur_jitter_normalize_on_rectangular_images_that_clip(chunk):
         assert float((ours[i] - normalize(ref)).abs().max()) < 2e-3, i
     assert torch.allclose(ours[4], normalize(img[4].float()), atol=1e-5)
     assert float(ours.min()) == pytest.approx(float(normalize(torch.zeros(3, 1, 1)).min()), abs=1e-5)
+
+
+def test_batches_of_one_size_one_crop_and_none():
+    g = torch.Generator().manual_seed(2)
+    frames = [torch.randint(0, 256, (10, 14, 3), generator=g, dtype=torch.uint8) for _ in range(2)]
+    one_size = augment.eval_batch(frames, 8)
+    assert torch.allclose(one_size, torch.stack([augment.eval_batch([f], 8)[0] for f in frames]))
+    single = augment.train_batch(frames[:1], torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]), 8)
+    assert single.shape == (1, 3, 8, 8)
+    assert augment.train_batch([], torch.zeros(0, augment.DRAWS), 8).shape == (0, 3, 8, 8)
+    assert type(augment.image_transform(8, train=True).transforms[1]).__name__ == "RandomResizedCrop"
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (6, 20), (20, 6), (7, 7), (7, 30)])
+def test_small_images_on_both_paths(shape):
+    """Reflect padding needs more room than the kernel's half (6 pixels): a batch of images 6 pixels on a side, none
+    drawn to be blurred, must not be padded at all on the batch path; from 7 pixels on, both paths blur as
+    torchvision does. (Crops reach the blur resized to the training size, far above either.)"""
+    g = torch.Generator().manual_seed(7)
+    img = torch.randint(0, 256, (3, 3, *shape), generator=g, dtype=torch.uint8)
+    sigmas = (0.8, 0.0, 1.7) if min(shape) > augment.BLUR_KERNEL // 2 else (0.0, 0.0, 0.0)
+    draws = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, s] for s in sigmas])
+    for chunk in (None, 2):
+        out = augment.blur_jitter_normalize(img, draws, chunk=chunk)
+        for i, s in enumerate(sigmas):
+            x = img[i].float()
+            x = TF.gaussian_blur(x, [augment.BLUR_KERNEL] * 2, [s, s]) if s else x
+            assert float((out[i] - normalize(x)).abs().max()) < 1e-3, (chunk, i)

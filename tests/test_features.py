@@ -279,3 +279,13 @@ def test_mel_power_chunks_tiles_and_db_on_every_path():
                 (waves, torch.tensor([5] * (n - 1) + [0]), 10)]:
         with pytest.raises(ValueError, match=message):
             F.mel_power(*bad)
+
+
+def test_spec_augment_defaults_and_options():
+    power = torch.rand(4, 257, 30, generator=torch.Generator().manual_seed(1)) + 1.0      # [B, F, T]: no channel dim
+    out = F.spec_augment(power, torch.Generator().manual_seed(2), p=1.0, time_mask=10, freq_mask=20)
+    masks = F.spec_augment_params(4, 30, torch.Generator().manual_seed(2), p=1.0, time_mask=10, freq_mask=20)
+    assert masks[:, 1].max() > 0 and torch.equal(out, F.apply_masks(power, masks))       # options reach the draw
+    assert float(out.min()) == 0.0                                                        # default fill 0
+    for batched in (False, True):                                                         # 3-D input, both paths
+        assert torch.equal(F.apply_masks(power, masks, batched=batched), out)

@@ -129,9 +129,9 @@ def test_train_batch_resizes_flips_then_normalizes():
 
 
 def test_train_transform_is_the_documented_recipe():
-    """SSL-TIE's training augmentation (its "moco_v2" recipe, ../shared/REFERENCE.md A.2): crop scale (0.3, 1) bilinear antialiased, colour jitter
-    (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma (0.1, 2) over 13 taps with p 0.5, flip p 0.5,
-    ImageNet normalisation."""
+    """SSL-TIE's training augmentation (its "moco_v2" recipe, ../shared/REFERENCE.md A.2): crop scale (0.3, 1)
+    bilinear antialiased, colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur sigma
+    (0.1, 2) over 13 taps with p 0.5, flip p 0.5, ImageNet normalisation."""
     steps = augment.train_transform(32).transforms
     assert [type(t).__name__ for t in steps] == ["ToImage", "RandomResizedCrop", "RandomApply", "RandomGrayscale",
                                                  "RandomApply", "RandomHorizontalFlip", "ToDtype", "Normalize"]
@@ -217,3 +217,10 @@ def test_small_images_on_both_paths(shape):
             x = img[i].float()
             x = TF.gaussian_blur(x, [augment.BLUR_KERNEL] * 2, [s, s]) if s else x
             assert float((out[i] - normalize(x)).abs().max()) < 1e-3, (chunk, i)
+
+
+def test_blur_with_another_kernel_size():
+    x = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0)) * 255
+    out = augment.gaussian_blur(x, torch.tensor([0.6, 1.1]), size=5)
+    for i, s in enumerate((0.6, 1.1)):
+        assert torch.allclose(out[i], TF.gaussian_blur(x[i], [5, 5], [s, s]), atol=1e-3)

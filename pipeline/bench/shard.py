@@ -1,12 +1,11 @@
-"""The sharding benchmark behind `python -m pipeline.bench shard`: sharding throughput (clips/s, median of repeats)
-for 1, 2, ... workers and one or more audio formats on a synthetic corpus made by `pipeline.synth` (10 s clips, only
-those whose short side is 360 px by default); every repeat runs each (format, quality figures on or off, workers)
-variant once, interleaved, so that a drifting machine hits them alike (`--quality on,off` gives the ratio the quality
-figures cost). Plus a per-stage profile (CPU time of audio decode, resampling, centre frame, JPEG, each audio
-encoding, each with its validation; and the quality figures), which stays meaningful when other jobs load the
-machine, and a
-control: the speed-up that the same number of pure-Python busy loops gets on the machine before and after (if that is
-~1, the machine had no core to spare for scaling).
+"""The sharding benchmark behind `python -m pipeline.bench shard`: sharding throughput (clips/s, median of repeats) for
+1, 2, ... workers and one or more audio formats on a synthetic corpus made by `pipeline.synth` (10 s clips, only those
+whose short side is 360 px by default); every repeat runs each (format, quality figures on or off, workers) variant
+once, interleaved, so that a drifting machine hits them alike (`--quality on,off` gives the ratio the quality figures
+cost). Plus a per-stage profile (CPU time of audio decode, resampling, centre frame, JPEG, each audio encoding, each
+with its validation; and the quality figures), which stays meaningful when other jobs load the machine, and a control:
+the speed-up that the same number of pure-Python busy loops gets on the machine before and after (if that is ~1, the
+machine had no core to spare for scaling).
 """
 from __future__ import annotations
 

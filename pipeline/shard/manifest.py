@@ -10,7 +10,6 @@ quantiles of the figures and the duplicate clusters (pipeline.shard.screening).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from pipeline.shard import screening
 from pipeline.shard.format import SAMPLE_RATE, ShardError
 
 STATE_DIR = ".state"
+SCAN_DIR = "scan"            # under STATE_DIR: the duplicate scan's figures, one file per shard
 
 
 def _read_json(path: Path) -> dict:
@@ -109,7 +109,7 @@ def merge(out: Path) -> dict:
     atomic_write_text(out / "excluded.jsonl", "".join(json.dumps(e, sort_keys=True) + "\n" for e in excluded))
     atomic_write_text(out / "quality.jsonl", "".join(json.dumps(q, sort_keys=True) + "\n" for q in lines))
     atomic_write_json(out / "manifest.json", result)
-    for stale in [p for d in (out, out / STATE_DIR, out / STATE_DIR / "scan") for p in d.glob(".*.tmp")]:
+    for stale in [p for d in (out, out / STATE_DIR, out / STATE_DIR / SCAN_DIR) for p in d.glob(".*.tmp")]:
         stale.unlink()
     return result
 
@@ -124,11 +124,10 @@ def _quality(plan: dict, records: list[tuple[dict, dict]], excluded: list[dict])
     settings = plan["settings"]
     if not settings.get("quality"):
         return [], None
-    th = screening.Thresholds(**{f.name: settings[f.name] for f in dataclasses.fields(screening.Thresholds)})
+    th = screening.Thresholds.of(settings)
     status = {cid: ("written", fig) for _, rec in records for cid, fig in rec["figures"].items()}
     status.update({e["id"]: ("excluded", e["figures"]) for e in excluded})
-    clusters = screening.duplicate_clusters(sorted((cid, f["image_hash"], f["audio_hash"])
-                                                   for cid, (_, f) in status.items()), th)
+    clusters = screening.clusters_of({cid: f for cid, (_, f) in status.items()}, th)
     cluster_of = {cid: k for k, c in enumerate(clusters) for cid in c}
     kept = screening.duplicates_of(clusters)
     reasons = {e["id"]: e["reasons"] for e in excluded}

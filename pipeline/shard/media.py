@@ -160,8 +160,9 @@ def thumbnail(frame: av.VideoFrame) -> np.ndarray:
 
 
 def scan_video(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-               known: dict[float, np.ndarray]) -> tuple[list[tuple[float, np.ndarray]], int, float]:
-    """Keyframe thumbnails with their pts, the number of frames the stream holds and the seconds they span.
+               known: dict[float, np.ndarray]) -> tuple[dict[float, np.ndarray], int, float]:
+    """Keyframe thumbnails by pts (`known`'s included), the number of frames the stream holds and the seconds they
+    span.
 
     `known` holds the thumbnails of keyframes already decoded for another purpose (on the way to the centre frame);
     no keyframe is decoded twice. When the container indexes the stream (mp4's sample table: frame count and duration),
@@ -181,7 +182,7 @@ def scan_video(container: av.container.InputContainer, stream: av.video.stream.V
                     if frames:
                         thumbs.setdefault(float(frames[0].pts or 0), thumbnail(frames[0]))
                         break
-            return sorted(thumbs.items()), int(stream.frames), float(stream.duration * stream.time_base)
+            return thumbs, int(stream.frames), float(stream.duration * stream.time_base)
         count, first, end = 0, None, None
         container.seek(0, stream=stream, backward=True)
         for packet in container.demux(stream):
@@ -197,7 +198,7 @@ def scan_video(container: av.container.InputContainer, stream: av.video.stream.V
                 for f in ctx.decode(packet):        # the final empty packet flushes the decoder
                     thumbs.setdefault(float(f.pts or 0), thumbnail(f))
         span = float((end - first) * stream.time_base) if count else 0.0
-        return sorted(thumbs.items()), count, span
+        return thumbs, count, span
     finally:
         ctx.skip_frame = "DEFAULT"
 
@@ -286,12 +287,11 @@ def decode_video(path: str | Path, *, frames: int = 1, min_duration: float = 3.0
             fps = float(vstream.average_rate) if vstream.average_rate else None
             quality = {}
             if seen is not None:    # motion over the keyframes, the centre and the spaced frames, in time order
-                keys, count, span = scan_video(container, vstream, seen)
-                thumbs = dict(keys)
+                thumbs, count, span = scan_video(container, vstream, seen)
                 for f in [centre_frame] + spaced_frames:
                     thumbs.setdefault(float(f.pts or 0), thumbnail(f))
-                thumbs = sorted(thumbs.items(), key=lambda kv: kv[0])
-                quality = _clip_figures(audio_figures, [t for _, t in thumbs], count, span, centre, audio)
+                quality = _clip_figures(audio_figures, [thumbs[pts] for pts in sorted(thumbs)], count, span, centre,
+                                        audio)
             return Clip(centre=centre, spaced=spaced, audio=audio, fps=fps, width=int(vstream.width),
                         height=int(vstream.height), sample_rate=rate, channels=channels,
                         duration=round(duration, 6), quality=quality)
@@ -332,8 +332,10 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise _open_failure(p, exc) from None
 
-    centre = load(ordered[(n - 1) // 2])
-    spaced = [load(ordered[min(n - 1, int((k + 0.5) * n / frames))]) for k in range(frames)] if frames > 1 else []
+    centre_index = (n - 1) // 2
+    spaced_indices = [min(n - 1, int((k + 0.5) * n / frames)) for k in range(frames)] if frames > 1 else []
+    centre = load(ordered[centre_index])
+    spaced = [load(ordered[i]) for i in spaced_indices]
     try:
         container = av.open(str(audio_path))
     except Exception as exc:  # noqa: BLE001 - every open failure becomes a typed reason
@@ -348,9 +350,10 @@ def decode_extracted(frame_paths: list[Path], audio_path: Path, *, frames: int =
     duration = round(audio.size / SAMPLE_RATE, 6)
     quality = {}
     if silence_dbfs is not None:       # motion over the first, centre and last frames and the spaced ones
-        picked = sorted({0, (n - 1) // 2, n - 1} | {min(n - 1, int((k + 0.5) * n / frames)) for k in range(frames)})
+        loaded = {centre_index: centre, **dict(zip(spaced_indices, spaced))}
         thumbs = [figures.frame_thumbnail(*np.moveaxis(np.asarray(
-            (centre if i == (n - 1) // 2 else load(ordered[i])).convert("YCbCr")), 2, 0)) for i in picked]
+            (loaded[i] if i in loaded else load(ordered[i])).convert("YCbCr")), 2, 0))
+                  for i in sorted({0, n - 1} | set(loaded))]
         quality = _clip_figures(audio_figures, thumbs, n, duration, centre, audio)
     return Clip(centre=centre, spaced=spaced, audio=audio, fps=None, width=centre.width, height=centre.height,
                 sample_rate=rate, channels=channels, duration=duration, quality=quality)

@@ -14,7 +14,8 @@ pairs and only clips sharing a bucket are compared.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Mapping
 
 import numpy as np
 
@@ -34,6 +35,11 @@ class Thresholds:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def of(cls, settings: Mapping) -> "Thresholds":
+        """The thresholds among `settings` (a sharder config as a dict, or the plan's settings)."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
 
 
 def parse_exclude(text: str) -> tuple[str, ...]:
@@ -98,6 +104,11 @@ def duplicate_clusters(items: list[tuple[str, str, str]], th: Thresholds) -> lis
     for i in range(len(items)):
         groups.setdefault(root(i), []).append(ids[i])
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def clusters_of(figures: Mapping[str, dict], th: Thresholds) -> list[list[str]]:
+    """`duplicate_clusters` of clips given as {id: their figures}."""
+    return duplicate_clusters(sorted((cid, f["image_hash"], f["audio_hash"]) for cid, f in figures.items()), th)
 
 
 def duplicates_of(clusters: list[list[str]]) -> dict[str, str]:

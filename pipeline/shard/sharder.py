@@ -15,7 +15,6 @@ The job in three steps, each restartable:
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -116,10 +115,6 @@ def check_config(cfg: ShardConfig) -> None:
             problems.append(f"{name} must be in [0, 63], got {getattr(cfg, name)}")
     if problems:
         raise ShardError("; ".join(problems))
-
-
-def thresholds_of(cfg: ShardConfig) -> screening.Thresholds:
-    return screening.Thresholds(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(screening.Thresholds)})
 
 
 def settings_of(cfg: ShardConfig) -> dict:
@@ -374,7 +369,10 @@ def _run(cfg: ShardConfig, progress: bool) -> RunSummary:
     layout = listing.Layout(plan["layout"]["kind"], *(Path(plan["layout"][k])
                                                       for k in ("video_dir", "frames_dir", "audio_dir")))
     exclude = screening.parse_exclude(cfg.exclude)
-    th = thresholds_of(cfg)
+    th = screening.Thresholds.of(plan["settings"])
+
+    def reasons(fig: dict) -> list[str]:
+        return [f for f in screening.flags(fig, th) if f in exclude]
     duplicates: dict[str, tuple[str, dict]] = {}
     if "duplicates" in exclude and todo:
         with work.ClipPool(opts, layout, workers, work=work.scan_clip, timeout=cfg.clip_timeout) as pool:
@@ -386,8 +384,8 @@ def _run(cfg: ShardConfig, progress: bool) -> RunSummary:
         if members is None or not exclude:
             return result
         fig = json.loads(members[META_EXT])["quality"]
-        reasons = [f for f in screening.flags(fig, th) if f in exclude]
-        return (cid, None, _exclusion(cid, layout, reasons, fig)) if reasons else result
+        why = reasons(fig)
+        return (cid, None, _exclusion(cid, layout, why, fig)) if why else result
 
     bar = tqdm(total=len(clips), unit="clip", desc=f"shard part {cfg.part}/{cfg.num_parts}", disable=not progress,
                dynamic_ncols=True)
@@ -398,8 +396,8 @@ def _run(cfg: ShardConfig, progress: bool) -> RunSummary:
                 for c in clips:
                     if c[0] in duplicates:
                         kept, fig = duplicates[c[0]]
-                        reasons = [f for f in screening.flags(fig, th) if f in exclude] + ["duplicates"]
-                        result = c[0], None, dict(_exclusion(c[0], layout, reasons, fig), duplicate_of=kept)
+                        result = c[0], None, dict(_exclusion(c[0], layout, reasons(fig) + ["duplicates"], fig),
+                                                  duplicate_of=kept)
                     else:
                         result = screened(next(decoded))
                     bar.update(1)
@@ -420,7 +418,7 @@ def _exclusion(cid: str, layout: listing.Layout, reasons: list[str], fig: dict) 
     return {"id": cid, "path": work.failure(cid, layout, "", "")["path"], "reasons": reasons, "figures": fig}
 
 
-SCAN_DIR = "scan"
+SCAN_DIR = manifest.SCAN_DIR
 
 
 def _read_scan(path: Path) -> dict | None:
@@ -472,8 +470,7 @@ def _duplicate_scan(cfg: ShardConfig, plan: dict, pool: work.ClipPool, th: scree
             bar.update(len(s["clips"]))
         figures.update(scan["figures"])
     bar.close()
-    clusters = screening.duplicate_clusters(
-        sorted((cid, f["image_hash"], f["audio_hash"]) for cid, f in figures.items()), th)
+    clusters = screening.clusters_of(figures, th)
     return {cid: (kept, figures[cid]) for cid, kept in screening.duplicates_of(clusters).items()}
 
 

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from trainer.config import ContrastiveConfig, EquivarianceConfig, ModelConfig, SaNConfig, TrainConfig
 from trainer import objective as objective_module
+from trainer.config import ContrastiveConfig, EquivarianceConfig, ModelConfig, SaNConfig, TrainConfig
 from trainer.equivariance import Transform, draw_transform, equivariance_loss, transform_image, transform_map
 from trainer.losses import contrastive_logits, contrastive_loss, negative_map, negative_map_loss
 from trainer.model import AVENet
@@ -67,6 +67,11 @@ def test_contrastive_logits_on_several_pixels_and_images(offset, diagonal, trima
     assert math.isclose(contrastive_loss(logits).item(), ce, rel_tol=1e-5)
 
 
+def _inputs(batch: int = 3, seed: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 32, 32, generator=g), torch.randn(batch, 1, 257, 20, generator=g)
+
+
 SWITCHES = list(itertools.product([False, True], repeat=6))
 
 
@@ -92,9 +97,7 @@ def test_total_is_the_documented_sum_of_the_terms(model, eq, s_neg, n_neg, s_los
     san = SaNConfig(silence_negative=s_neg, noise_negative=n_neg, silence_map_loss=s_loss, noise_map_loss=n_loss,
                     transformed_view=t_view, lambda_sn=1.7)
     cfg = TrainConfig(san=san, equivariance=EquivarianceConfig(enabled=eq, weight=0.3), gather_features=False)
-    g = torch.Generator().manual_seed(3)
-    image = torch.randn(3, 3, 32, 32, generator=g)
-    logmel = torch.randn(3, 1, 257, 20, generator=g)
+    image, logmel = _inputs()
     silence, noise = negative_inputs(cfg, logmel, torch.Generator().manual_seed(4))
     transform = draw_transform(3, cfg.equivariance, torch.Generator().manual_seed(5)) if eq else None
     with torch.no_grad():
@@ -124,8 +127,7 @@ def test_total_is_the_documented_sum_of_the_terms(model, eq, s_neg, n_neg, s_los
 def test_negative_logits_follow_their_switches(model):
     """The silence and noise scores enter the logits only with S / N on: switching S off changes L_cl, switching
     only the map loss off does not."""
-    g = torch.Generator().manual_seed(1)
-    image, logmel = torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 1, 257, 20, generator=g)
+    image, logmel = _inputs(2, seed=1)
 
     def loss_cl(**switches):
         cfg = TrainConfig(san=SaNConfig(**switches), equivariance=EquivarianceConfig(enabled=False),
@@ -150,11 +152,6 @@ def test_transform_draws_reach_both_ends_of_every_range():
     never = EquivarianceConfig(max_rotation=0, scales=(1.0,), flip_prob=0.0)
     assert all(d.angles.abs().sum() == 0 and d.scale == 1.0 and not d.flip
                for d in (draw_transform(4, never, g) for _ in range(20)))
-
-
-def _inputs(batch: int = 3, seed: int = 3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, 32, 32, generator=g), torch.randn(batch, 1, 257, 20, generator=g)
 
 
 @pytest.mark.parametrize("reduction,t_view,per_sample", [("mean", True, False), ("sum", False, True)])

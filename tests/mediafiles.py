@@ -1,5 +1,6 @@
 """Test helpers: derive broken inputs from a good mp4 by stream copy (no re-encoding, no second mp4 writer),
-sharder work functions whose worker process dies on one clip, or stalls on one, and a sharder killed mid-run."""
+sharder work functions whose worker process dies on one clip, or stalls on one, a sharder killed mid-run, and a shard
+folder's files as bytes (to compare two runs)."""
 from __future__ import annotations
 
 import os
@@ -52,3 +53,10 @@ def kill_when(cmd: list[str], cwd: Path, folder: Path, count: int, pattern: str 
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def tree_bytes(root: Path, skip: tuple[str, ...] = ("config.yaml",)) -> dict[str, bytes]:
+    """Every file below `root` (hidden state included) and its bytes, but those named in `skip` (the saved config
+    records the worker count, which may differ between two runs of the same job)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in skip}

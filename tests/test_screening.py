@@ -19,7 +19,7 @@ from pipeline.common.cli import run_cli
 from pipeline.quality import report
 from pipeline.shard import cli, sharder
 from pipeline.synth.corpus import SynthConfig, generate
-from tests.mediafiles import kill_when
+from tests.mediafiles import kill_when, tree_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFECT_FIXTURE = dict(clips=36, seconds=3.0, classes=4, seed=5, test_fraction=0.1, offscreen_fraction=0.1,
@@ -162,11 +162,6 @@ def test_without_the_figures_only_the_json_differs(corpus: Path, screened: Path,
     assert m["quality"] is None and (out / "quality.jsonl").read_text() == ""
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "config.yaml"}
-
-
 def test_resume_after_kill_with_exclude_is_byte_identical(corpus: Path, excluded: Path, tmp_path: Path):
     """SIGKILL during the duplicate scan and again while writing shards, then finish: the same bytes as `excluded`."""
     out = tmp_path / "killed"
@@ -178,7 +173,7 @@ def test_resume_after_kill_with_exclude_is_byte_identical(corpus: Path, excluded
         assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
     assert list((state / sharder.SCAN_DIR).glob("*-*.json")) and list(state.glob("*-*.json"))
     subprocess.run([a if a != "1" else "2" for a in args], cwd=REPO, check=True, capture_output=True)  # 2 workers
-    assert _tree(out) == _tree(excluded)
+    assert tree_bytes(out) == tree_bytes(excluded)
 
 
 def test_parts_share_the_duplicate_scan(corpus: Path, excluded: Path, tmp_path: Path):
@@ -192,7 +187,7 @@ def test_parts_share_the_duplicate_scan(corpus: Path, excluded: Path, tmp_path: 
     assert {p.name: p.stat().st_mtime_ns for p in (out / sharder.STATE_DIR / sharder.SCAN_DIR).glob("*.json")} \
         == scans                                                   # the second part reused them
     assert run_cli(cli.main, ["merge", "--out", str(out)]) == 0
-    assert _tree(out) == _tree(excluded)
+    assert tree_bytes(out) == tree_bytes(excluded)
 
 
 def test_quality_report(corpus: Path, excluded: Path, tmp_path: Path, capsys):
@@ -255,4 +250,4 @@ def test_a_damaged_scan_record_is_scanned_again(corpus: Path, excluded: Path, tm
     (out / "manifest.json").unlink()
     _shard(corpus, out, exclude=EVERYTHING)
     assert f"warning: {scan}: not a scan record; scanning that shard again" in capsys.readouterr().err
-    assert _tree(out) == _tree(excluded)
+    assert tree_bytes(out) == tree_bytes(excluded)

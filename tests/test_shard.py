@@ -17,18 +17,13 @@ from PIL import Image
 
 from pipeline.common.cli import run_cli
 from pipeline.shard import cli, listing, sharder as shard, work as shardwork
-from tests.mediafiles import CRASH_LABEL, crashing_work, kill_when, remux
+from tests.mediafiles import CRASH_LABEL, crashing_work, kill_when, remux, tree_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_FIELDS = {"id", "ytid", "start", "label", "class_index", "split", "fps", "width", "height", "sample_rate",
                "channels", "duration", "num_samples", "quality"}
 FIGURES = {"rms_dbfs", "window_rms_dbfs", "silent_fraction", "clipped_fraction", "channels", "motion", "mean_motion",
            "sampled_frames", "frames_counted", "video_seconds", "real_fps", "image_hash", "audio_hash"}
-
-
-def _tree(root: Path, skip: tuple[str, ...] = ("config.yaml",)) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name not in skip}
 
 
 def _settings(shard_dir: Path) -> dict:
@@ -162,7 +157,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(synth_corpus: Path, tmp_p
     done_before = {p.name: p.stat().st_mtime_ns for p in state.glob("*-*.json")}
     subprocess.run(_cli(*args, "--out", str(out), "--workers", "2"), cwd=REPO, check=True,
                    capture_output=True)
-    assert _tree(out) == _tree(reference)
+    assert tree_bytes(out) == tree_bytes(reference)
     assert not list(out.glob(".*.tmp")) and not list(state.glob(".*.tmp"))
     for name, mtime in done_before.items():  # finished shards were not rewritten
         assert (state / name).stat().st_mtime_ns == mtime
@@ -189,7 +184,7 @@ def test_parts_then_merge_equal_a_single_run(tmp_path: Path, shard_dir: Path, ca
     assert run_cli(cli.main, base + ["--part", "1"]) == 0
     assert not (out / "manifest.json").exists()
     assert run_cli(cli.main, ["merge", "--out", str(out)]) == 0
-    assert _tree(out) == _tree(shard_dir)
+    assert tree_bytes(out) == tree_bytes(shard_dir)
 
 
 def test_extracted_layout(synth_corpus: Path, tmp_path: Path):

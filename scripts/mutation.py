@@ -5,8 +5,11 @@ Each group runs in a copy of the working tree (tracked and untracked, not ignore
 checkout is never mutated; mutmut generates the mutants, maps each function to the tests that reach it, and runs
 only those for each mutant (forked from one warm process: one thread per library, and Numba's workqueue threading
 layer, as a forked OpenMP pool aborts or hangs).
-mutmut leaves decorated functions alone, so the Numba kernels themselves (`@nb.njit` in eval/metrics) are not
-mutated: their Python callers are, and the kernels are pinned by tests against independent numpy references.
+mutmut leaves decorated functions alone, so the Numba kernels (`@nb.njit` in eval/metrics) are a group of their own,
+`kernels`: in its copy their decorators are removed and Numba's jit is disabled, so mutmut mutates the kernels as
+the plain Python functions they are without the decorator (the same statements: Numba compiles a subset of Python
+and numpy with the same meaning), and only the kernels' mutants are run, against the tests that pin them to the
+independent numpy references; their Python callers are mutated in the `metrics` group, with jit.
 Writes OUT/summary.json and prints, per group, killed / survived / no test / timeout and the score, and every
 surviving mutant not listed in tests/MUTANTS.md (mutants shown to change no output: equivalent). Exit status 1 when
 the score over non-equivalent mutants is below --goal (default 0.9).
@@ -14,6 +17,8 @@ the score over non-equivalent mutants is below --goal (default 0.9).
 from __future__ import annotations
 
 import argparse
+import ast
+import fnmatch
 import json
 import os
 import re
@@ -27,9 +32,15 @@ GROUPS: dict[str, dict] = {
     "metrics": {"source": ["eval/metrics"],
                 "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_golden.py",
                           "tests/test_metrics_compute_all.py", "tests/test_metrics_upsample.py",
-                          "tests/test_metrics_negatives.py", "tests/test_metrics_config.py", "tests/test_bootstrap.py"],
+                          "tests/test_metrics_negatives.py", "tests/test_metrics_config.py", "tests/test_bootstrap.py",
+                          "tests/test_metrics_outputs.py"],
                 # GNU OpenMP aborts a forked child that runs a parallel kernel; workqueue with one thread does not
                 "env": {"NUMBA_THREADING_LAYER": "workqueue"}},
+    # the Numba kernels as plain Python (see the module docstring), against the tests that pin them alone
+    "kernels": {"source": ["eval/metrics/kernels.py", "eval/metrics/bootstrap.py", "eval/metrics/upsample.py"],
+                "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_upsample.py",
+                          "tests/test_bootstrap.py::test_kernels_equal_the_numpy_loop"],
+                "env": {"NUMBA_DISABLE_JIT": "1"}, "unjit": True},
     "losses": {"source": ["trainer/losses.py", "trainer/objective.py", "trainer/equivariance.py"],
                "tests": ["tests/test_losses.py", "tests/test_objective.py"], "env": {}},
     "features": {"source": ["pipeline/load/features.py", "pipeline/load/augment.py"],
@@ -56,6 +67,28 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
+def unjit(path: Path, module: str) -> list[str]:
+    """Remove the Numba decorators of the module-level functions of `path`; returns the mutant name patterns of
+    those functions (mutmut names a function f's mutants `module.x_f__mutmut_N`)."""
+    source = path.read_text()
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    patterns = []
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        jit = [d for d in node.decorator_list if "jit" in ast.unparse(d)]
+        if not jit:
+            continue
+        if len(jit) != len(node.decorator_list):
+            raise SystemExit(f"error: {path}: {node.name} has decorators other than Numba's")
+        for d in jit:
+            drop.update(range(d.lineno - 1, d.end_lineno))
+        patterns.append(f"{module}.x_{node.name}__mutmut_*")
+    path.write_text("".join(line for i, line in enumerate(lines) if i not in drop))
+    return patterns
+
+
 def configure(dest: Path, group: dict) -> None:
     """mutmut's settings, appended to the copy's pyproject.toml."""
     lines = ["", "[tool.mutmut]", f"source_paths = {json.dumps(group['source'])}",
@@ -74,19 +107,26 @@ def run_group(name: str, out: Path, mutmut: str) -> dict:
     dest.mkdir(parents=True)
     copy_tree(dest)
     configure(dest, group)
+    only: list[str] = []
+    if group.get("unjit"):
+        for rel in group["source"]:
+            only += unjit(dest / rel, rel.removesuffix(".py").replace("/", "."))
+        if not only:
+            raise SystemExit(f"error: {name}: no Numba kernel found in {', '.join(group['source'])}")
     env = dict(os.environ, **THREADS, **group["env"])
     env.pop("PYTHONPATH", None)
     log = dest / "mutmut.log"
     with open(log, "w") as fh:
-        subprocess.run([mutmut, "run", "--max-children", str(max(1, len(os.sched_getaffinity(0))))], cwd=dest,
-                       env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
+        subprocess.run([mutmut, "run", "--max-children", str(max(1, len(os.sched_getaffinity(0)))), *only],
+                       cwd=dest, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
         listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=dest, env=env, capture_output=True,
                                  text=True, check=False)
     results: dict[str, str] = {}
     for line in listing.stdout.splitlines():
         if ":" in line and "__mutmut_" in line:
             mutant, state = (x.strip() for x in line.rsplit(":", 1))
-            results[mutant] = state
+            if not only or any(fnmatch.fnmatch(mutant, pat) for pat in only):
+                results[mutant] = state
     if not results:
         raise SystemExit(f"error: {log}: mutmut produced no results (see the log)")
     return results

@@ -1,4 +1,7 @@
-"""The Numba sweep equals the one-threshold-at-a-time numpy reference, edge cases included."""
+"""The Numba sweep equals the one-threshold-at-a-time numpy reference, edge cases included.
+
+The shared case is swept once per module (`swept`): `make mutation` runs these tests with the kernels as plain Python
+(jit disabled), where one sweep of eight 224 x 224 maps takes seconds."""
 import numpy as np
 import pytest
 
@@ -23,9 +26,14 @@ def _case():
     return maps, gt, thr
 
 
-def test_counts_equal_reference_including_ties_constant_and_empty_gt():
+@pytest.fixture(scope="module")
+def swept():
     maps, gt, thr = _case()
-    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+    return maps, gt, thr, sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+
+
+def test_counts_equal_reference_including_ties_constant_and_empty_gt(swept):
+    maps, gt, thr, res = swept
     above, inter = ref.sweep_ref(maps, gt, thr)
     assert np.array_equal(res.above, above)
     assert np.array_equal(res.inter, inter)
@@ -39,9 +47,8 @@ def _iou(inter, above, g):
     return inter / union if union > 0 else float("nan")
 
 
-def test_rank_thresholds_and_ious_equal_reference():
-    maps, gt, thr = _case()
-    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+def test_rank_thresholds_and_ious_equal_reference(swept):
+    maps, gt, thr, res = swept
     for i in range(len(maps)):
         up = ref.upsample_ref(maps[i])
         t_med, t_adap = ref.median_threshold_ref(up), ref.adaptive_threshold_ref(up, gt[i])
@@ -53,9 +60,8 @@ def test_rank_thresholds_and_ious_equal_reference():
             assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-12, (i, col, got, want)
 
 
-def test_edge_case_semantics():
-    maps, gt, thr = _case()
-    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+def test_edge_case_semantics(swept):
+    maps, gt, thr, res = swept
     # constant map: the median equals every pixel, strict > predicts nothing -> empty GT gives NaN (0/0) ...
     assert res.rank_above[1, 0] == 0 and _iou(0, 0, 0) != _iou(0, 0, 0)
     # ... while SSL-TIE's flavour keeps ties at the maximum: a constant map >= 0 predicts the whole image
@@ -68,21 +74,29 @@ def test_edge_case_semantics():
 def test_negatives_without_gt_and_extra_thresholds():
     maps, gt, thr = _case()
     extra = np.stack([np.full(8, 0.1), np.linspace(-0.5, 0.5, 8)], axis=1)
-    res = sweep(maps, ThresholdGrid(thr), None, extra=extra)
-    above, _ = ref.sweep_ref(maps, None, thr)
-    assert np.array_equal(res.above, above)
+    res = sweep(maps, ThresholdGrid(thr), None, extra=extra, size=64)
+    above, _ = ref.sweep_ref(maps, None, thr, size=64)
+    assert np.array_equal(res.above, above) and res.inter.shape == (8, 0)
+    assert not res.rank_above.any() and np.isnan(res.rank_thr).all()      # no GT: no ranks
     for i in range(8):
-        up = ref.upsample_ref(maps[i])
+        up = ref.upsample_ref(maps[i], 64)
         for e in range(2):
-            assert res.extra_above[i, e] == round(ref.pia_ref(up, extra[i, e]) * 224 * 224)
+            assert res.extra_above[i, e] == round(ref.pia_ref(up, extra[i, e]) * 64 * 64)
 
 
-def test_non_finite_maps_are_flagged():
+def test_non_finite_maps_are_flagged_and_the_maps_after_them_still_counted():
     maps, gt, thr = _case()
     maps[3, 4, 4] = np.nan
     maps[6, 0, 0] = np.inf
-    res = sweep(maps, ThresholdGrid(thr), gt)
+    small = np.ascontiguousarray(gt[:, ::7, ::7])              # 32 x 32
+    res = sweep(maps, ThresholdGrid(thr), small, size=32)
     assert res.bad.tolist() == [False, False, False, True, False, False, True, False]
+    good = ~res.bad
+    above, inter = ref.sweep_ref(maps[good], small[good], thr, size=32)
+    assert np.array_equal(res.above[good], above) and np.array_equal(res.inter[good], inter)
+    assert not res.above[res.bad].any() and not res.rank_above[res.bad].any()
+    for i in np.flatnonzero(good):
+        assert res.rank_thr[i, 0] == ref.median_threshold_ref(ref.upsample_ref(maps[i], 32))
 
 
 @pytest.mark.parametrize("bad", [[], [0.1, 0.1], [0.2, 0.1], [0.0, np.nan]])
@@ -95,8 +109,12 @@ def test_single_threshold_and_values_outside_the_grid():
     rng = np.random.default_rng(1)
     maps = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
     maps[0, :3] = 0.0                                                  # ties at the crowded thresholds
+    gt = (rng.random((3, 32, 32)) < 0.4).astype(np.uint8)
     crowded = np.array([-0.5, 0.0, 1e-12, 2e-12, 3e-12, 0.5])          # more than two thresholds in one cell
     for thr in (np.array([0.3]), np.linspace(-0.2, 0.2, 5), crowded):
-        res = sweep(maps, ThresholdGrid(thr), None, size=32)
-        above, _ = ref.sweep_ref(maps, None, thr, size=32)
-        assert np.array_equal(res.above, above)
+        for g in (None, gt):
+            res = sweep(maps, ThresholdGrid(thr), g, size=32)
+            above, inter = ref.sweep_ref(maps, g, thr, size=32)
+            assert np.array_equal(res.above, above)
+            if g is not None:
+                assert np.array_equal(res.inter, inter) and np.array_equal(res.gt_pixels, gt.reshape(3, -1).sum(1))

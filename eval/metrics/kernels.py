@@ -167,7 +167,7 @@ def _sweep(maps, gt, has_gt, ranks, ssltie, extra, thr, lo, inv_width, base, can
                 v = flat[off + c]
                 cell = cell_row[c]
                 j = base[cell] + np.int64(cand1[cell] < v) + np.int64(cand2[cell] < v)
-                n_crowded += crowded[cell]
+                n_crowded += np.int64(crowded[cell])
                 if j != prev:
                     if prev >= 0:
                         hist[prev] += run

@@ -1,7 +1,8 @@
 """The Numba sweep equals the one-threshold-at-a-time numpy reference, edge cases included.
 
-The shared case is swept once per module (`swept`): `make mutation` runs these tests with the kernels as plain Python
-(jit disabled), where one sweep of eight 224 x 224 maps takes seconds."""
+The eight 224 x 224 maps of `_case` are swept once, by one test that checks everything read from that sweep:
+`make mutation` runs these tests with the kernels as plain Python (jit disabled), where that sweep takes seconds, and
+maps each mutant to the tests that call the mutated function themselves (a shared fixture would hide the calls)."""
 import numpy as np
 import pytest
 
@@ -26,29 +27,22 @@ def _case():
     return maps, gt, thr
 
 
-@pytest.fixture(scope="module")
-def swept():
+def _iou(inter, above, g):
+    union = g + above - inter
+    return inter / union if union > 0 else float("nan")
+
+
+def test_counts_ranks_and_edge_cases_equal_reference():
     maps, gt, thr = _case()
-    return maps, gt, thr, sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
-
-
-def test_counts_equal_reference_including_ties_constant_and_empty_gt(swept):
-    maps, gt, thr, res = swept
+    res = sweep(maps, ThresholdGrid(thr), gt, ssltie=True)
+    # counts at every threshold, including ties, a constant map and empty GT
     above, inter = ref.sweep_ref(maps, gt, thr)
     assert np.array_equal(res.above, above)
     assert np.array_equal(res.inter, inter)
     assert not res.bad.any()
     assert np.array_equal(res.gt_pixels, (gt != 0).reshape(8, -1).sum(axis=1))
     assert np.allclose(res.max_native, maps.reshape(8, -1).max(axis=1))
-
-
-def _iou(inter, above, g):
-    union = g + above - inter
-    return inter / union if union > 0 else float("nan")
-
-
-def test_rank_thresholds_and_ious_equal_reference(swept):
-    maps, gt, thr, res = swept
+    # the per-sample thresholds (median, adaptive) and the IoUs at them and of SSL-TIE's flavour
     for i in range(len(maps)):
         up = ref.upsample_ref(maps[i])
         t_med, t_adap = ref.median_threshold_ref(up), ref.adaptive_threshold_ref(up, gt[i])
@@ -58,10 +52,6 @@ def test_rank_thresholds_and_ious_equal_reference(swept):
                           (2, ref.ssltie_iou_ref(up, gt[i]))):
             got = _iou(res.rank_inter[i, col], res.rank_above[i, col], g)
             assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-12, (i, col, got, want)
-
-
-def test_edge_case_semantics(swept):
-    maps, gt, thr, res = swept
     # constant map: the median equals every pixel, strict > predicts nothing -> empty GT gives NaN (0/0) ...
     assert res.rank_above[1, 0] == 0 and _iou(0, 0, 0) != _iou(0, 0, 0)
     # ... while SSL-TIE's flavour keeps ties at the maximum: a constant map >= 0 predicts the whole image

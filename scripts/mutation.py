@@ -33,7 +33,7 @@ GROUPS: dict[str, dict] = {
                 "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_golden.py",
                           "tests/test_metrics_compute_all.py", "tests/test_metrics_upsample.py",
                           "tests/test_metrics_negatives.py", "tests/test_metrics_config.py", "tests/test_bootstrap.py",
-                          "tests/test_metrics_outputs.py"],
+                          "tests/test_metrics_outputs.py", "tests/test_metrics_helpers.py"],
                 # GNU OpenMP aborts a forked child that runs a parallel kernel; workqueue with one thread does not
                 "env": {"NUMBA_THREADING_LAYER": "workqueue"}},
     # the Numba kernels as plain Python (see the module docstring), against the tests that pin them alone

@@ -1,0 +1,155 @@
+"""The metrics' small helpers by hand, at their edges: percentile intervals and the paired test (every key), the tau
+band, the nearest grid threshold on ties, group ids and resampling blocks, box masks (padding first, parts outside
+the image, the defaults), float32 IoUs against the float64 grid, unit vectors and the pooled visual embedding, GT
+masks of any integer or boolean type, and the progress bars compute_all shows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eval.metrics import MetricConfig, bootstrap as bs, compute_all, embeddings as emb, localization as loc
+from eval.metrics.gt import boxes_to_mask, masks_from_boxes
+from eval.metrics.kernels import ThresholdGrid, sweep
+
+
+def test_interval_every_key_by_hand():
+    values = np.r_[np.arange(1.0, 11.0), np.nan]
+    # 1..10: linear percentiles 10 and 90 at positions 0.9 and 8.1
+    assert bs.interval(values, 0.8) == pytest.approx({"lo": 1.9, "hi": 9.1, "undefined": 1})
+    assert bs.interval(np.array([5.0, np.nan]), 0.95) == {"lo": 5.0, "hi": 5.0, "undefined": 1}
+    empty = bs.interval(np.full(3, np.nan), 0.95)
+    assert list(empty) == ["lo", "hi", "undefined"] and np.isnan(empty["lo"]) and np.isnan(empty["hi"])
+    assert empty["undefined"] == 3
+
+
+def test_paired_every_key_by_hand():
+    a = np.array([0.0, 1.0, 2.0, 3.0, 0.0])
+    b = np.array([1.0, 3.0, 5.0, 7.0, np.nan])          # differences 1 2 3 4 and one undefined
+    got = bs.paired(a, b, 10.0, 12.5, 0.5)
+    # P(d <= 0) = (0 + 1) / 5, P(d >= 0) = (4 + 1) / 5: p = 2 * 0.2; the 25th and 75th percentiles 1.75, 3.25
+    assert got == pytest.approx({"a": 10.0, "b": 12.5, "diff": 2.5, "lo": 1.75, "hi": 3.25, "undefined": 1, "p": 0.4})
+    assert list(got) == ["a", "b", "diff", "lo", "hi", "undefined", "p"]
+    mixed = bs.paired(np.zeros(4), np.array([-1.0, 0.0, 1.0, 2.0]), 0.0, 0.0, 0.5)
+    assert mixed["p"] == 1.0                               # 2 * min(3/5, 4/5) capped at 1
+    none = bs.paired(np.zeros(2), np.full(2, np.nan), 1.0, 2.0, 0.95)
+    assert set(none) == {"a", "b", "diff", "lo", "hi", "undefined", "p"} and np.isnan(none["p"])
+    assert none["diff"] == 1.0 and none["undefined"] == 2
+
+
+def test_tau_band_and_nearest_threshold():
+    assert bs.tau_band(np.array([0.3, 0.3, np.nan])).size == 0            # no spread: no band
+    assert bs.tau_band(np.full(2, np.nan)).size == 0
+    band = bs.tau_band(np.array([np.nan, 0.3, 0.1, 0.2]))
+    assert band.size == bs.BAND and band[0] == 0.1 and band[-1] == 0.3 and np.all(np.diff(band) > 0)
+    thr = np.array([0.0, 1.0, 2.0, 4.0])
+    # below the grid, a tie (lower wins), nearer the upper, a tie between 2 and 4, nearer 4, above the grid
+    got = bs.nearest(thr, np.array([-5.0, 0.5, 0.6, 3.0, 3.1, 9.0, 0.0, 4.0]))
+    assert got.tolist() == [0, 0, 1, 2, 3, 3, 0, 3]
+
+
+def test_group_ids_and_resampling_blocks():
+    assert bs.group_ids(["b", "a", "b", "c", "a"], 5).tolist() == [0, 1, 0, 2, 1]   # order of first appearance
+    assert bs.group_ids(None, 3).tolist() == [0, 1, 2]
+    res = bs.Resampling([2, 0, 2, 1, 0], 300, 4)
+    assert res.num_groups == 3 and res.members.tolist() == [1, 4, 3, 0, 2] and res.offsets.tolist() == [0, 2, 3, 5]
+    blocks = list(res.blocks())
+    assert [(s, d.shape) for s, d in blocks] == [(0, (bs.BLOCK, 3)), (bs.BLOCK, (300 - bs.BLOCK, 3))]
+    draws = np.concatenate([d for _, d in blocks])
+    assert draws.dtype == np.int64 and set(np.unique(draws).tolist()) == {0, 1, 2}    # both ends of the range
+    assert bs.Resampling(np.zeros(0, np.int64), 5).num_groups == 0
+
+
+def test_boxes_to_mask_padding_outside_parts_and_defaults():
+    # a padding row first (the boxes after it still count), a box starting left of the image, one past its end
+    boxes = np.array([[np.nan] * 4, [-0.05, 0.5, 0.1, 0.75], [0.9, 0.0, 1.5, 0.25]])
+    m = boxes_to_mask(boxes)
+    want = np.zeros((224, 224), np.uint8)
+    want[112:168, 0:22] = 1
+    want[0:56, 201:224] = 1
+    assert m.dtype == np.uint8 and m.shape == (224, 224) and np.array_equal(m, want)
+    px = boxes_to_mask(np.array([[0, 0, 3.9, 2.5], [6, 5, 300, 8]]), 8, normalized=False)
+    want = np.zeros((8, 8), np.uint8)
+    want[0:2, 0:3] = 1                                     # truncated, starting at pixel 0
+    want[5:8, 6:8] = 1                                     # clipped to the image
+    assert np.array_equal(px, want)
+    many = masks_from_boxes(np.stack([boxes, boxes[[1, 0, 2]]]))
+    assert many.shape == (2, 224, 224) and many.dtype == np.uint8 and np.array_equal(many[0], many[1])
+    assert np.array_equal(many[0], m)
+    empty = masks_from_boxes(np.zeros((0, 2, 4)), 16)
+    assert empty.shape == (0, 16, 16) and empty.dtype == np.uint8
+    with pytest.raises(ValueError, match=r"boxes must have shape \[N, B, 4\], got \(2, 4\)"):
+        masks_from_boxes(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"got \(1, 2, 3\)"):
+        masks_from_boxes(np.zeros((1, 2, 3)))
+
+
+def test_float32_ious_are_compared_with_the_float64_grid():
+    # 0.05 * 7 = 0.35000000000000003 in float64; float32(0.35) is below it, although it equals float32(0.35000000000000003)
+    ious = np.array([0.35, 0.9], dtype=np.float32)
+    t = 0.05 * 7
+    assert loc.success_rate(ious, t) == 0.5
+    assert loc.success_rate(np.array([0.5, 0.7, 0.2, 0.6]).reshape(2, 2)) .tolist() == [0.5, 1.0]   # axis 0 default
+    per = loc.auc21_per_sample(ious)
+    # IoU 0.35 (float32, below 0.35 in float64) succeeds at 0, 0.05, ..., 0.3: area 0.3 + half a step; float32 0.9 at 0..0.85
+    assert per[0] == pytest.approx(0.325) and per[1] == pytest.approx(0.875)
+    assert loc.auc21(ious) == pytest.approx(per.mean())
+    # float64 0.35 is below 0.05 * 7 too: (0.325 + 0.025) / 2 and (0.925 + 1) / 2, along axis 1
+    assert loc.auc21(np.array([[0.35, 0.9], [0.0, 1.0]]).T, axis=1).tolist() == pytest.approx([0.175, 0.9625])
+    s = loc.summary(ious, mean_is_ciou=True)
+    assert s == pytest.approx({"cIoU": 100 * (0.35 + 0.9) / 2, "AUC": 100 * per.mean(), "success50": 50.0,
+                               "nan_samples": 0}, rel=1e-6)
+
+
+def test_unit_vectors_and_the_pooled_visual_embedding():
+    assert emb.l2_normalize(np.array([[3, 4], [0, 0]])).tolist() == [[0.6, 0.8], [0.0, 0.0]]   # zero stays zero
+    assert emb.l2_normalize(np.array([[3.0, 0.0], [4.0, 0.0]]), axis=0).tolist() == [[0.6, 0.0], [0.8, 0.0]]
+    # two images, 2 channels, 1 x 2 pixels: per-pixel unit vectors, their mean, normalised again
+    vis = np.array([[[[3.0, 0.0]], [[4.0, 2.0]]],          # pixels (3, 4) and (0, 2): (0.6, 0.8), (0, 1)
+                    [[[1.0, 0.0]], [[0.0, 0.0]]]])         # pixels (1, 0) and (0, 0): (1, 0), (0, 0)
+    got = emb.pooled_visual_embedding(vis)
+    assert got == pytest.approx(np.array([[0.3, 0.9] / np.sqrt(0.9), [1.0, 0.0]]))
+    am = emb.alignment_magnitude(np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([[0.0, 3.0], [0.0, 5.0]]))
+    # unit rows (1, 0), (0, 1) against (0, 1), (0, 1): cosines 0 and 1; distances sqrt 2 and 0; gap |(.5,.5)-(0,1)|
+    assert am == pytest.approx({"alignment": 0.5, "magnitude_pair_l2": np.sqrt(2) / 2,
+                                "magnitude_modality_gap": np.sqrt(0.5)})
+
+
+def test_retrieval_ties_keep_the_gallery_order_and_self_exclusion():
+    scores = np.array([[1.0, 1.0, 1.0], [0.0, 2.0, 2.0], [5.0, 5.0, 1.0]])
+    labels = np.array([0, 1, 0])
+    got = emb.retrieval_per_query(scores, labels, ks=(1, 2))
+    # ties are broken by the lower gallery index: query 0 ranks 0, 1, 2; query 1 ranks 1, 2, 0; query 2 ranks 0, 1, 2
+    assert got["image_to_audio", "P@1"].tolist() == [100.0, 100.0, 100.0]
+    assert got["image_to_audio", "P@2"].tolist() == [50.0, 50.0, 50.0]
+    # columns as queries: audio 0 ranks images 2, 0, 1; audio 1 ranks 2, 1, 0; audio 2 ranks 1, 0, 2
+    assert got["audio_to_image", "P@1"].tolist() == [100.0, 0.0, 0.0]
+    assert got["audio_to_image", "A@2"].tolist() == [100.0, 100.0, 100.0]
+    own = emb.retrieval_per_query(scores, labels, ks=(1,), exclude_self=True)
+    # without the diagonal: query 0 ranks 1, 2; query 1 ranks 2, 0; query 2 ranks 0, 1
+    assert own["image_to_audio", "P@1"].tolist() == [0.0, 0.0, 100.0]
+    assert emb.retrieval_per_query(scores, labels, ks=(1,))["image_to_audio", "A@1"].dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int64, np.float32])
+def test_sweep_reads_any_gt_type_as_nonzero_is_object(dtype):
+    rng = np.random.default_rng(2)
+    maps = rng.standard_normal((2, 5, 5)).astype(np.float32)
+    gt = rng.integers(0, 3, (2, 16, 16))                   # 0 background; 1 and 2 object
+    grid = ThresholdGrid(np.linspace(-1, 1, 9))
+    want = sweep(maps, grid, (gt != 0).astype(np.uint8), size=16)
+    got = sweep(maps, grid, gt.astype(dtype), size=16)
+    assert np.array_equal(got.inter, want.inter) and np.array_equal(got.gt_pixels, want.gt_pixels)
+    assert np.array_equal(got.rank_above, want.rank_above) and want.gt_pixels.tolist() == [
+        int((gt[0] != 0).sum()), int((gt[1] != 0).sum())]
+
+
+def test_compute_all_progress_bars_name_each_pass(capsys):
+    rng = np.random.default_rng(0)
+    pos = rng.standard_normal((3, 4, 4)).astype(np.float32)
+    gt = np.ones((3, 8, 8), np.uint8)
+    negs = {"silence": rng.standard_normal((3, 4, 4)).astype(np.float32)}
+    compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=0, chunk=2, progress=True))
+    err = capsys.readouterr().err
+    assert "positive maps" in err and "silence maps" in err and "chunk" in err and "0/2" in err
+    compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=0, progress=False))
+    assert capsys.readouterr().err == ""

@@ -39,7 +39,10 @@ GROUPS: dict[str, dict] = {
     # the Numba kernels as plain Python (see the module docstring), against the tests that pin them alone
     "kernels": {"source": ["eval/metrics/kernels.py", "eval/metrics/bootstrap.py", "eval/metrics/upsample.py"],
                 "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_upsample.py",
-                          "tests/test_bootstrap.py::test_kernels_equal_the_numpy_loop"],
+                          "tests/test_bootstrap.py::test_kernels_equal_the_numpy_loop",
+                          "tests/test_bootstrap.py::test_kernels_equal_the_numpy_loop_on_small_sets",
+                          "tests/test_bootstrap.py::test_weighted_quantile_kernel_is_numpys_percentile_bit_for_bit",
+                          "tests/test_metrics_helpers.py::test_sweep_reads_any_gt_type_as_nonzero_is_object"],
                 "env": {"NUMBA_DISABLE_JIT": "1"}, "unjit": True},
     "losses": {"source": ["trainer/losses.py", "trainer/objective.py", "trainer/equivariance.py"],
                "tests": ["tests/test_losses.py", "tests/test_objective.py"], "env": {}},

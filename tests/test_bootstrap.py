@@ -42,8 +42,39 @@ def test_kernels_equal_the_numpy_loop(case):
     fast, ref = bs.distribution(res, vals), bs.reference_distribution(res, vals)
     assert set(fast) == set(ref)
     for col in ref:
-        np.testing.assert_allclose(fast[col], ref[col], rtol=0, atol=1e-12, err_msg=col)
+        if col in ("tau_U", "Q1_pos", "Q3_neg"):     # numpy's percentile, bit for bit (its two lerp formulas)
+            np.testing.assert_array_equal(fast[col], ref[col], err_msg=col)
+        else:
+            np.testing.assert_allclose(fast[col], ref[col], rtol=0, atol=1e-12, err_msg=col)
     assert np.unique(fast["c"]).size > 100 and np.unique(fast["tau_U"]).size > (1 if case != "fixed_tau" else 0)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_kernels_equal_the_numpy_loop_on_small_sets(n):
+    """Few values per resample: with one sample the positive quantile's upper neighbour is the last value; with one
+    or five samples tau_U and Q3 (offscreen, three seeds) fall half-way between two values (numpy's lerp switches
+    formulas exactly there)."""
+    res, vals = _values(n, np.arange(n), sep_kinds=("offscreen",))
+    fast, ref = bs.distribution(res, vals), bs.reference_distribution(res, vals)
+    for col in ("tau_U", "Q1_pos", "Q3_neg"):
+        np.testing.assert_array_equal(fast[col], ref[col], err_msg=col)
+    for col in set(ref) - {"tau_U", "Q1_pos", "Q3_neg"}:
+        np.testing.assert_allclose(fast[col], ref[col], rtol=0, atol=1e-12, err_msg=col)
+    assert np.isfinite(fast["Q3_neg"]).all() and (n > 1 or (fast["Q1_pos"] == vals.pos_max[0]).all())
+
+
+def test_weighted_quantile_kernel_is_numpys_percentile_bit_for_bit():
+    """Half-way between two values far apart, numpy's two lerp formulas give different last bits: the kernel takes
+    numpy's (b - diff * (1 - t) from t = 0.5 on); weights repeat values, zero weights drop them."""
+    a, b = 0.6369616873214543, 26.97867137638703
+    assert a + (b - a) * 0.5 != b - (b - a) * 0.5
+    values = np.array([a, b, b + 1.0])
+    assert bs._wquantile(values, np.arange(3), np.ones(3, np.int64), 0.25) == np.percentile(values, 25)
+    owners, weight = np.array([1, 0, 2, 1]), np.array([2, 0, 1])
+    values = np.array([0.1, 0.2, 0.4, 0.9])               # owner 0 weighs nothing; owner 1 twice
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        want = np.percentile(np.repeat(values, weight[owners]), 100 * q)
+        assert bs._wquantile(values, owners, weight, q) == want, q
 
 
 def test_draws_are_reproducible_and_blocked():

@@ -95,16 +95,40 @@ def test_threshold_grid_rejects_bad_thresholds(bad):
         ThresholdGrid(np.array(bad, dtype=np.float64))
 
 
-def test_single_threshold_and_values_outside_the_grid():
+def _ranks_equal_reference(res, maps, gt, size):
+    for i in range(len(maps)):
+        up = ref.upsample_ref(maps[i], size).astype(np.float64)
+        t_med, t_adap = ref.median_threshold_ref(up), ref.adaptive_threshold_ref(up, gt[i])
+        assert res.rank_thr[i].tolist() == [t_med, t_adap], i
+        for col, t in ((0, t_med), (1, t_adap)):
+            hit = up > t
+            assert res.rank_above[i, col] == hit.sum() and res.rank_inter[i, col] == (hit & (gt[i] != 0)).sum()
+
+
+def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangular_maps():
     rng = np.random.default_rng(1)
-    maps = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
-    maps[0, :3] = 0.0                                                  # ties at the crowded thresholds
+    square = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
+    square[0, :3] = 0.0                                                # ties at the crowded thresholds
+    wide = (3 * rng.standard_normal((3, 5, 9))).astype(np.float32)     # rows and columns differ
+    steps = np.full((3, 8, 8), 0.125, np.float32)                      # plateaus exactly on thresholds
+    steps[:, :, 4:] = 0.375
+    steps[1, :, 3:5] = 0.25
     gt = (rng.random((3, 32, 32)) < 0.4).astype(np.uint8)
-    crowded = np.array([-0.5, 0.0, 1e-12, 2e-12, 3e-12, 0.5])          # more than two thresholds in one cell
-    for thr in (np.array([0.3]), np.linspace(-0.2, 0.2, 5), crowded):
-        for g in (None, gt):
-            res = sweep(maps, ThresholdGrid(thr), g, size=32)
-            above, inter = ref.sweep_ref(maps, g, thr, size=32)
-            assert np.array_equal(res.above, above)
-            if g is not None:
-                assert np.array_equal(res.inter, inter) and np.array_equal(res.gt_pixels, gt.reshape(3, -1).sum(1))
+    gt[2] = 0
+    gt[2, :4, :4] = 1                                                  # a small GT: the adaptive rank sits high
+    grids = [np.array([0.3]),                                          # medians below it, adaptive ranks above
+             np.linspace(-0.2, 0.2, 5),
+             np.array([-0.5, 0.0, 1e-12, 2e-12, 3e-12, 0.5]),          # more than two thresholds in one cell ...
+             np.array([0.0, 1e-12, 2e-12, 3e-12, 0.5]),                # ... in the first cell
+             np.array([-0.5, 0.5 - 3e-12, 0.5 - 2e-12, 0.5 - 1e-12, 0.5]),   # ... in the last cell
+             np.array([0.125, 0.25, 0.375])]                           # pixels equal to thresholds
+    for maps in (square, wide, steps):
+        for thr in grids:
+            for g in (None, gt):
+                res = sweep(maps, ThresholdGrid(thr), g, size=32)
+                above, inter = ref.sweep_ref(maps, g, thr, size=32)
+                assert np.array_equal(res.above, above), (maps.shape, thr)
+                assert np.array_equal(res.max_native, maps.reshape(3, -1).max(axis=1))
+                if g is not None:
+                    assert np.array_equal(res.inter, inter) and np.array_equal(res.gt_pixels, gt.reshape(3, -1).sum(1))
+                    _ranks_equal_reference(res, maps, gt, 32)

@@ -110,10 +110,15 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
     square = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
     square[0, :3] = 0.0                                                # ties at the crowded thresholds
     wide = (3 * rng.standard_normal((3, 5, 9))).astype(np.float32)     # rows and columns differ
-    steps = np.full((3, 8, 8), 0.125, np.float32)                      # plateaus exactly on thresholds
-    steps[:, :, 4:] = 0.375
-    steps[1, :, 3:5] = 0.25
+    steps = np.full((3, 8, 8), 0.125, np.float32)                      # plateaus exactly on thresholds, the top
+    steps[:, :, 3:] = 0.375                                            # one over half the image
+    steps[1, :, 2:4] = 0.25
+    steps[2, :, 1:3] = 0.2578125
+    negative = square - 5.0                                            # SSL-TIE's min-max of an all-negative map
+    narrow = (0.3 + 1e-4 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # a range of 1e-4 (float32 ties)
     gt = (rng.random((3, 32, 32)) < 0.4).astype(np.uint8)
+    gt[1] = 0
+    gt[1, 5, 5] = 1                                                    # one GT pixel
     gt[2] = 0
     gt[2, :4, :4] = 1                                                  # a small GT: the adaptive rank sits high
     grids = [np.array([0.3]),                                          # medians below it, adaptive ranks above
@@ -121,14 +126,33 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
              np.array([-0.5, 0.0, 1e-12, 2e-12, 3e-12, 0.5]),          # more than two thresholds in one cell ...
              np.array([0.0, 1e-12, 2e-12, 3e-12, 0.5]),                # ... in the first cell
              np.array([-0.5, 0.5 - 3e-12, 0.5 - 2e-12, 0.5 - 1e-12, 0.5]),   # ... in the last cell
-             np.array([0.125, 0.25, 0.375])]                           # pixels equal to thresholds
-    for maps in (square, wide, steps):
+             np.array([0.125, 0.25, 0.375]),                           # pixels equal to thresholds
+             np.array([0.0, 0.25, 0.2578125, 1.0])]                    # two in one cell, pixels on the second
+    extra = np.tile([0.125, 0.375, 0.3], (3, 1))                       # pixel values among them
+    for maps in (square, wide, steps, negative, narrow):
         for thr in grids:
             for g in (None, gt):
-                res = sweep(maps, ThresholdGrid(thr), g, size=32)
+                res = sweep(maps, ThresholdGrid(thr), g, size=32, extra=extra, ssltie=True)
                 above, inter = ref.sweep_ref(maps, g, thr, size=32)
                 assert np.array_equal(res.above, above), (maps.shape, thr)
                 assert np.array_equal(res.max_native, maps.reshape(3, -1).max(axis=1))
+                ups = [ref.upsample_ref(m, 32).astype(np.float64) for m in maps]
+                assert res.extra_above.tolist() == [[int((u > t).sum()) for t in row] for u, row in zip(ups, extra)]
                 if g is not None:
                     assert np.array_equal(res.inter, inter) and np.array_equal(res.gt_pixels, gt.reshape(3, -1).sum(1))
                     _ranks_equal_reference(res, maps, gt, 32)
+                    for i in range(3):
+                        want = ref.ssltie_iou_ref(ups[i].astype(np.float32), gt[i])
+                        got = _iou(res.rank_inter[i, 2], res.rank_above[i, 2], res.gt_pixels[i])
+                        assert (np.isnan(got) and np.isnan(want)) or abs(got - want) < 1e-12, (i, got, want)
+
+
+def test_a_single_pixel_in_a_crowded_cell_is_recounted():
+    """At the native size (no interpolation) one pixel falls into the one cell holding four thresholds: the lookup
+    alone would put it one bucket low."""
+    maps = np.full((2, 4, 4), 0.3, np.float32)
+    maps[0, 1, 2] = 2.5e-12
+    thr = np.array([0.0, 1e-12, 2e-12, 3e-12, 0.5])
+    res = sweep(maps, ThresholdGrid(thr), None, size=4)
+    above, _ = ref.sweep_ref(maps, None, thr, size=4)
+    assert np.array_equal(res.above, above) and res.above[0].tolist() == [16, 16, 16, 15, 0]

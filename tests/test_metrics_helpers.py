@@ -4,10 +4,12 @@ the image, the defaults), float32 IoUs against the float64 grid, unit vectors an
 masks of any integer or boolean type, and the progress bars compute_all shows."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from eval.metrics import MetricConfig, bootstrap as bs, compute_all, embeddings as emb, localization as loc
+from eval.metrics import MetricConfig, MetricError, bootstrap as bs, compute_all, embeddings as emb, localization as loc
 from eval.metrics.gt import boxes_to_mask, masks_from_boxes
 from eval.metrics.kernels import ThresholdGrid, sweep
 
@@ -153,3 +155,69 @@ def test_compute_all_progress_bars_name_each_pass(capsys):
     assert "positive maps" in err and "silence maps" in err and "chunk" in err and "0/2" in err
     compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=0, progress=False))
     assert capsys.readouterr().err == ""
+
+
+def _small(n=3, size=8):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((n, 4, 4)).astype(np.float32), (rng.random((n, size, size)) < 0.5).astype(np.uint8)
+
+
+def test_missing_inputs_leave_their_table_columns_nan_and_without_intervals():
+    pos, gt = _small()
+    r = compute_all(pos, gt, None, cfg=MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=20))
+    t = r["tables"]
+    nan_cols = {"table1": ["Magnitude", "Alignment", "Separability"],
+                "table2": ["pIA_S", "AUCN_S", "pIA_N", "AUCN_N", "pIA_O", "AUCN_O", "FLOC", "FAUC"],
+                "table4": ["pIA_S", "pIA_N", "pIA_O", "FLOC", "Sep"],
+                "table3": [f"{d}_{m}@{k}" for d in ("I2A", "A2I") for k in (1, 5, 10) for m in ("P", "A")]}
+    for table, cols in nan_cols.items():
+        for c in cols:
+            assert isinstance(t[table][c], float) and np.isnan(t[table][c]), (table, c)
+    assert set(r["intervals"]["tables"]["table2"]) == {"cIoU_Uth", "cIoU_Adap", "AUC_Uth", "AUC_Adap"}
+    assert r["intervals"]["tables"]["table1"] == {} and r["intervals"]["tables"]["table3"] == {}
+    # the grid: -1 -0.5 0 0.5 1 and 0.05 k (holding 0, 0.2 = tau, 0.5 = fixed, 1): 23 thresholds
+    assert r["thresholds"] == {"tau_U": 0.2, "source": "fixed by the config", "fixed": 0.5, "grid_points": 23}
+    assert "retrieval" not in r and "embeddings" not in r and "separability" not in r
+
+
+def test_embedding_and_retrieval_input_errors_name_the_array():
+    pos, gt = _small()
+    rng = np.random.default_rng(2)
+    e = rng.standard_normal((3, 4))
+    bad = e.copy()
+    bad[1, 2] = np.nan
+    cfg = MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=0)
+    cases = [({"img_emb": e}, "embeddings: give both img_emb and aud_emb, or neither"),
+             ({"img_emb": e, "aud_emb": e[:2]}, r"embeddings: expected img_emb and aud_emb \[3, C\], got \(3, 4\) and \(2, 4\)"),
+             ({"img_emb": e[:, :, None], "aud_emb": e[:, :, None]}, r"expected img_emb and aud_emb \[3, C\], got \(3, 4, 1\)"),
+             ({"img_emb": e[:2], "aud_emb": e[:2]}, r"\[3, C\], got \(2, 4\) and \(2, 4\)"),
+             ({"img_emb": bad, "aud_emb": e}, r"^img_emb: map of sample 1 holds NaN or inf \(1 such samples\)$"),
+             ({"img_emb": e, "aud_emb": bad}, r"^aud_emb: map of sample 1 holds NaN"),
+             ({"retrieval_scores": np.zeros((3, 2))}, r"^retrieval_scores: expected \[3, 3\], got \(3, 2\)$"),
+             ({"retrieval_scores": np.full((3, 3), np.inf)}, r"^retrieval_scores: map of sample 0 holds NaN or inf"),
+             ({"labels": np.zeros((3, 1))}, r"^labels: expected 3 labels, got shape \(3, 1\)$"),
+             ({"image_ids": ["a", "b"]}, r"^image_ids: expected 3 ids, got shape \(2,\)$")]
+    for kwargs, message in cases:
+        with pytest.raises(MetricError) as err:
+            compute_all(pos, gt, None, cfg=cfg, **kwargs)
+        assert re.search(message, str(err.value)), (str(err.value), message)
+
+
+def test_retrieval_without_self_and_its_intervals():
+    pos, gt = _small(4)
+    rng = np.random.default_rng(3)
+    img, aud = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    labels = np.array([0, 0, 1, 1])
+    cfg = MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=30, retrieval_exclude_self=True,
+                       retrieval_score="cosine")
+    r = compute_all(pos, gt, None, cfg=cfg, img_emb=img, aud_emb=aud, labels=labels)
+    cos = emb.l2_normalize(img, 1) @ emb.l2_normalize(aud, 1).T
+    want = emb.retrieval(cos, labels, exclude_self=True)
+    assert r["retrieval"]["cosine"] == want and r["retrieval"]["table_score"] == "cosine"
+    assert want != emb.retrieval(cos, labels)                 # leaving self out changes these numbers
+    assert r["tables"]["table3"]["I2A_P@1"] == want["image_to_audio"]["P@1"]
+    assert set(r["intervals"]["tables"]["table3"]) == set(r["tables"]["table3"])
+    r2 = compute_all(pos, gt, None, cfg=MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=0,
+                                                      retrieval_score="max_map"), img_emb=img, aud_emb=aud,
+                     labels=labels)
+    assert r2["retrieval"]["table_score"] is None and np.isnan(r2["tables"]["table3"]["I2A_P@1"])

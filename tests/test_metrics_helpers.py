@@ -5,13 +5,16 @@ masks of any integer or boolean type, and the progress bars compute_all shows.""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
 
-from eval.metrics import MetricConfig, MetricError, bootstrap as bs, compute_all, embeddings as emb, localization as loc
+from eval.metrics import MetricConfig, MetricError, bootstrap as bs, compute_all, embeddings as emb, localization as loc, \
+    negatives as neg
 from eval.metrics.gt import boxes_to_mask, masks_from_boxes
 from eval.metrics.kernels import ThresholdGrid, sweep
+from eval.metrics.upsample import upsample
 
 
 def test_interval_every_key_by_hand():
@@ -164,7 +167,9 @@ def _small(n=3, size=8):
 
 def test_missing_inputs_leave_their_table_columns_nan_and_without_intervals():
     pos, gt = _small()
-    r = compute_all(pos, gt, None, cfg=MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # and nothing is averaged over an empty list
+        r = compute_all(pos, gt, None, cfg=MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=20))
     t = r["tables"]
     nan_cols = {"table1": ["Magnitude", "Alignment", "Separability"],
                 "table2": ["pIA_S", "AUCN_S", "pIA_N", "AUCN_N", "pIA_O", "AUCN_O", "FLOC", "FAUC"],
@@ -221,3 +226,32 @@ def test_retrieval_without_self_and_its_intervals():
                                                       retrieval_score="max_map"), img_emb=img, aud_emb=aud,
                      labels=labels)
     assert r2["retrieval"]["table_score"] is None and np.isnan(r2["tables"]["table3"]["I2A_P@1"])
+
+
+def test_zero_over_zero_scores_are_nan_quietly_and_have_no_interval():
+    """Empty GT everywhere (every IoU 0) and tau below every negative pixel (every pIA 100%): FLOC is 0 / 0 in the
+    point value, the curves and every resample; it is NaN, without a RuntimeWarning, and has no interval."""
+    pos, _ = _small()
+    gt = np.zeros((3, 8, 8), np.uint8)
+    negs = {"noise": np.zeros((3, 2, 4, 4), np.float32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, tau=-5.0, bootstrap=20))
+    assert r["negatives"]["noise"]["pIA"] == 100.0 and r["positive"]["universal"]["cIoU"] == 0.0
+    assert np.isnan(r["global"]["FLOC"]) and np.isnan(r["tables"]["table2"]["FLOC"])
+    assert np.isnan(r["curves"]["FLOC"][0])
+    assert "FLOC" not in r["intervals"]["tables"]["table2"] and "pIA_N" in r["intervals"]["tables"]["table2"]
+
+
+def test_harmonic_mean_by_hand():
+    assert neg.harmonic(0.25, 0.75) == 0.375                # a + b = 1
+    assert neg.harmonic(2.0, 6.0) == 3.0
+    assert np.isnan(neg.harmonic(0.0, 0.0)) and neg.harmonic(0.0, 5.0) == 0.0
+
+
+def test_upsample_defaults_to_224_and_rounds_inputs_to_float32():
+    rng = np.random.default_rng(6)
+    maps = rng.standard_normal((2, 5, 5))                  # float64
+    got = upsample(maps)
+    assert got.shape == (2, 224, 224) and got.dtype == np.float32
+    assert np.array_equal(got, upsample(maps.astype(np.float32), 224))

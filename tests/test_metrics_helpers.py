@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from eval.metrics import MetricConfig, MetricError, bootstrap as bs, compute_all, embeddings as emb, localization as loc, \
-    negatives as neg
+from eval.metrics import (MetricConfig, MetricError, bootstrap as bs, compute_all, embeddings as emb,
+                          localization as loc, negatives as neg)
 from eval.metrics.gt import boxes_to_mask, masks_from_boxes
 from eval.metrics.kernels import ThresholdGrid, sweep
 from eval.metrics.upsample import upsample

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eval.metrics import (MetricConfig, MetricError, bootstrap as bs, compute_all, embeddings as emb,
-                          localization as loc, negatives as neg)
+                          localization as loc, negatives as neg, reference as ref)
 from eval.metrics.gt import boxes_to_mask, masks_from_boxes
 from eval.metrics.kernels import ThresholdGrid, sweep
 from eval.metrics.upsample import upsample
@@ -255,3 +255,24 @@ def test_upsample_defaults_to_224_and_rounds_inputs_to_float32():
     got = upsample(maps)
     assert got.shape == (2, 224, 224) and got.dtype == np.float32
     assert np.array_equal(got, upsample(maps.astype(np.float32), 224))
+
+
+def test_retrieval_ties_in_a_long_row_and_integer_scores():
+    """Twenty gallery items scoring 1, 2, 1, 2, ...: ranks keep the gallery order among ties (an unstable sort of
+    more than 16 items does not), as the reference's (-score, index) order."""
+    scores = np.tile([1.0, 2.0], (20, 10))
+    labels = np.zeros(20, np.int64)
+    labels[7] = 1
+    got = emb.retrieval_per_query(scores, labels, ks=(3,))
+    want = [ref.retrieval_ref(scores[i:i + 1], labels[i:i + 1], labels, 3)[0] for i in range(20)]
+    assert got["image_to_audio", "P@3"].tolist() == pytest.approx([100 * w for w in want])
+    assert got["image_to_audio", "P@3"][0] == 100.0                  # items 1, 3, 5
+    ints = emb.retrieval_per_query(np.arange(9).reshape(3, 3), [0, 1, 0], ks=(1,), exclude_self=True)
+    # without the diagonal rows 0, 1, 2 rank items 2, 2, 1 first: labels 0, 0, 1 against 0, 1, 0
+    assert ints["image_to_audio", "P@1"].tolist() == [100.0, 0.0, 0.0]
+
+
+def test_is3_image_ids_drop_folders_extension_and_the_target_part():
+    assert loc.is3_image_id("is3/images/bird_0012_2.jpg") == "bird_0012"
+    assert loc.is3_image_id("bird_0012_10") == "bird_0012"
+    assert loc.is3_image_id("a/b/c/x_1.jpg") == "x"

@@ -1,7 +1,9 @@
-"""The metrics' small helpers by hand, at their edges: percentile intervals and the paired test (every key), the tau
-band, the nearest grid threshold on ties, group ids and resampling blocks, box masks (padding first, parts outside
-the image, the defaults), float32 IoUs against the float64 grid, unit vectors and the pooled visual embedding, GT
-masks of any integer or boolean type, and the progress bars compute_all shows."""
+"""The metrics' helpers and compute_all's edges by hand: percentile intervals and the paired test (every key), the
+tau band, the nearest grid threshold on ties, group ids and resampling blocks, box masks (padding first, parts outside
+the image, the defaults), float32 IoUs against the float64 grid, IoUs from counts, unit vectors and the pooled visual
+embedding, retrieval ties and self-exclusion, IS3 image ids, GT masks of any type, the progress bars, the harmonic
+mean, upsampling's defaults; and in compute_all: missing inputs (NaN columns without intervals), 0 / 0 scores (NaN,
+quietly), and every embedding and retrieval input error by its message."""
 from __future__ import annotations
 
 import re
@@ -156,6 +158,7 @@ def test_compute_all_progress_bars_name_each_pass(capsys):
     compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=0, chunk=2, progress=True))
     err = capsys.readouterr().err
     assert "positive maps" in err and "silence maps" in err and "chunk" in err and "0/2" in err
+    assert "\n" not in err                                # each bar is cleared when its pass ends
     compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=0, progress=False))
     assert capsys.readouterr().err == ""
 
@@ -276,3 +279,13 @@ def test_is3_image_ids_drop_folders_extension_and_the_target_part():
     assert loc.is3_image_id("is3/images/bird_0012_2.jpg") == "bird_0012"
     assert loc.is3_image_id("bird_0012_10") == "bird_0012"
     assert loc.is3_image_id("a/b/c/x_1.jpg") == "x"
+
+
+def test_iou_from_counts_by_hand():
+    # a one-pixel GT hit exactly (union 1), missed by an empty prediction, an empty GT and prediction (0 / 0), and
+    # counts broadcast against per-row GT sizes
+    got = loc.iou_from_counts(np.array([1, 0, 0, 3]), np.array([1, 0, 0, 5]), np.array([1, 1, 0, 4]))
+    assert got[:2].tolist() == [1.0, 0.0] and np.isnan(got[2]) and got[3] == 3 / 6
+    rows = loc.iou_from_counts(np.array([[2, 1], [0, 0]], np.int32), np.array([[4, 2], [3, 0]], np.int32),
+                               np.array([[2], [0]]))
+    assert np.allclose(rows, [[0.5, 1 / 3], [0.0, np.nan]], equal_nan=True)

@@ -244,6 +244,21 @@ def test_zero_over_zero_scores_are_nan_quietly_and_have_no_interval():
     assert np.isnan(r["global"]["FLOC"]) and np.isnan(r["tables"]["table2"]["FLOC"])
     assert np.isnan(r["curves"]["FLOC"][0])
     assert "FLOC" not in r["intervals"]["tables"]["table2"] and "pIA_N" in r["intervals"]["tables"]["table2"]
+    assert r["intervals"]["tau_U"] == {"lo": -5.0, "hi": -5.0, "undefined": 0}     # a fixed tau is not resampled
+
+
+def test_tau_from_a_calibration_set_is_not_resampled_and_its_absence_is_a_clear_error():
+    pos, gt = _small()
+    negs = {"noise": np.random.default_rng(4).standard_normal((3, 4, 4)).astype(np.float32)}
+    calib = {"noise": np.array([0.1, 0.2, 0.3, 0.4, 0.5])}
+    r = compute_all(pos, gt, negs, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=20, tau_negatives=["noise"]),
+                    calibration_maxima=calib)
+    assert r["thresholds"]["tau_U"] == pytest.approx(0.4) and r["thresholds"]["source"] == "calibration set"
+    assert r["intervals"]["tau_U"] == {"lo": pytest.approx(0.4), "hi": pytest.approx(0.4), "undefined": 0}
+    with pytest.raises(MetricError) as err:
+        compute_all(pos, gt, None, cfg=MetricConfig(size=8, sweep_steps=5, bootstrap=0))
+    assert str(err.value) == ("tau_U needs negative maps (or calibration maxima) of the kinds "
+                              "['silence', 'noise', 'offscreen'], or a fixed tau")
 
 
 def test_harmonic_mean_by_hand():

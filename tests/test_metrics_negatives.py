@@ -28,6 +28,9 @@ def test_max_count_within_at_the_float_edge():
     assert N.max_count_within(49673 / 50495, 50495) == 49673
     assert [N.max_count_within(f, 10) for f in (0.0, 0.3, 0.7, 1.0)] == [0, 3, 7, 10]
     assert N.max_count_within(0.05, 224 * 224) == 2508                          # 2509 / 50176 > 0.05
+    # ... and floor(frac * pixels) can round down past the count: 1 / 50176 * 50176 is 0.9999999999999999
+    assert math.floor(1 / 50176 * 50176) == 0 and N.max_count_within(1 / 50176, 50176) == 1
+    assert math.floor(29 / 50495 * 50495) == 28 and N.max_count_within(29 / 50495, 50495) == 29
 
 
 def test_universal_threshold_pooled_and_per_kind():

@@ -1,5 +1,6 @@
 """`make mutation`: mutation testing (mutmut) of the code whose numbers end up in papers, each group of modules
-against the tests that cover it. Usage: `python scripts/mutation.py [--out mutation/] [--group NAME ...]`.
+against the tests that cover it. Usage: `python scripts/mutation.py [--out mutation/] [--group NAME ...] [--no-run]`
+(`--no-run` scores the runs already in OUT again, e.g. after listing equivalent mutants in tests/MUTANTS.md).
 
 Each group runs in a copy of the working tree (tracked and untracked, not ignored, files) under OUT/NAME, so the
 checkout is never mutated; mutmut generates the mutants, maps each function to the tests that reach it, and runs
@@ -70,26 +71,37 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
-def unjit(path: Path, module: str) -> list[str]:
-    """Remove the Numba decorators of the module-level functions of `path`; returns the mutant name patterns of
-    those functions (mutmut names a function f's mutants `module.x_f__mutmut_N`)."""
-    source = path.read_text()
-    lines = source.splitlines(keepends=True)
-    drop: set[int] = set()
-    patterns = []
+def numba_kernels(source: str) -> list[tuple[str, set[int]]]:
+    """(name, 0-based line numbers of its Numba decorators) of each module-level Numba function of `source`."""
+    kernels = []
     for node in ast.parse(source).body:
         if not isinstance(node, ast.FunctionDef):
             continue
         jit = [d for d in node.decorator_list if "jit" in ast.unparse(d)]
-        if not jit:
-            continue
-        if len(jit) != len(node.decorator_list):
-            raise SystemExit(f"error: {path}: {node.name} has decorators other than Numba's")
-        for d in jit:
-            drop.update(range(d.lineno - 1, d.end_lineno))
-        patterns.append(f"{module}.x_{node.name}__mutmut_*")
-    path.write_text("".join(line for i, line in enumerate(lines) if i not in drop))
+        if jit and len(jit) != len(node.decorator_list):
+            raise SystemExit(f"error: {node.name}: decorators other than Numba's")
+        if jit:
+            kernels.append((node.name, {i for d in jit for i in range(d.lineno - 1, d.end_lineno)}))
+    return kernels
+
+
+def kernel_patterns(group: dict) -> list[str]:
+    """The mutant name patterns of a group's Numba kernels (mutmut names a function f's mutants
+    `module.x_f__mutmut_N`); empty for a group that mutates whole modules."""
+    if not group.get("unjit"):
+        return []
+    patterns = [f"{rel.removesuffix('.py').replace('/', '.')}.x_{name}__mutmut_*"
+                for rel in group["source"] for name, _ in numba_kernels((ROOT / rel).read_text())]
+    if not patterns:
+        raise SystemExit(f"error: {', '.join(group['source'])}: no Numba kernel found")
     return patterns
+
+
+def unjit(path: Path) -> None:
+    """Remove the Numba decorators of the module-level functions of `path` (in the copy)."""
+    source = path.read_text()
+    drop = set().union(*(lines for _, lines in numba_kernels(source)))
+    path.write_text("".join(line for i, line in enumerate(source.splitlines(keepends=True)) if i not in drop))
 
 
 def configure(dest: Path, group: dict) -> None:
@@ -102,7 +114,8 @@ def configure(dest: Path, group: dict) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def run_group(name: str, out: Path, mutmut: str) -> dict:
+def run_group(name: str, out: Path, mutmut: str) -> None:
+    """Copy the tree to OUT/NAME and run mutmut there (log: OUT/NAME/mutmut.log)."""
     group = GROUPS[name]
     dest = out / name
     if dest.exists():
@@ -110,20 +123,29 @@ def run_group(name: str, out: Path, mutmut: str) -> dict:
     dest.mkdir(parents=True)
     copy_tree(dest)
     configure(dest, group)
-    only: list[str] = []
     if group.get("unjit"):
         for rel in group["source"]:
-            only += unjit(dest / rel, rel.removesuffix(".py").replace("/", "."))
-        if not only:
-            raise SystemExit(f"error: {name}: no Numba kernel found in {', '.join(group['source'])}")
+            unjit(dest / rel)
+    with open(dest / "mutmut.log", "w") as fh:
+        subprocess.run([mutmut, "run", "--max-children", str(max(1, len(os.sched_getaffinity(0)))),
+                        *kernel_patterns(group)], cwd=dest, env=group_env(group), stdout=fh,
+                       stderr=subprocess.STDOUT, check=False)
+
+
+def group_env(group: dict) -> dict:
     env = dict(os.environ, **THREADS, **group["env"])
     env.pop("PYTHONPATH", None)
-    log = dest / "mutmut.log"
-    with open(log, "w") as fh:
-        subprocess.run([mutmut, "run", "--max-children", str(max(1, len(os.sched_getaffinity(0)))), *only],
-                       cwd=dest, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
-        listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=dest, env=env, capture_output=True,
-                                 text=True, check=False)
+    return env
+
+
+def results_of(name: str, out: Path, mutmut: str) -> dict[str, str]:
+    """{mutant: state} of the group's run in OUT/NAME (the kernels group: its kernels' mutants only)."""
+    group, dest = GROUPS[name], out / name
+    if not (dest / "mutants").is_dir():
+        raise SystemExit(f"error: {dest}: no mutmut run there (run without --no-run first)")
+    only = kernel_patterns(group)
+    listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=dest, env=group_env(group),
+                             capture_output=True, text=True, check=False)
     results: dict[str, str] = {}
     for line in listing.stdout.splitlines():
         if ":" in line and "__mutmut_" in line:
@@ -131,7 +153,7 @@ def run_group(name: str, out: Path, mutmut: str) -> dict:
             if not only or any(fnmatch.fnmatch(mutant, pat) for pat in only):
                 results[mutant] = state
     if not results:
-        raise SystemExit(f"error: {log}: mutmut produced no results (see the log)")
+        raise SystemExit(f"error: {dest / 'mutmut.log'}: mutmut produced no results (see the log)")
     return results
 
 
@@ -151,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "mutation"), help="work folder (default mutation/, git-ignored)")
     p.add_argument("--group", action="append", choices=list(GROUPS), help="only these groups (default: all)")
     p.add_argument("--goal", type=float, default=0.9)
+    p.add_argument("--no-run", action="store_true",
+                   help="score the runs already in OUT again (after editing tests/MUTANTS.md) without running mutmut")
     a = p.parse_args(argv)
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
     if mutmut is None:
@@ -160,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     equivalent = equivalent_mutants()
     summary = {}
     for name in a.group or list(GROUPS):
-        summary[name] = summarise(run_group(name, out, mutmut), equivalent)
+        if not a.no_run:
+            run_group(name, out, mutmut)
+        summary[name] = summarise(results_of(name, out, mutmut), equivalent)
         s = summary[name]
         print(f"{name}: {s['mutants']} mutants, killed {s['counts']['killed']} + timeout {s['counts']['timeout']}, "
               f"survived {s['counts']['survived']}, no tests {s['counts']['no tests']}, equivalent (tests/MUTANTS.md) "

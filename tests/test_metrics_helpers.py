@@ -304,3 +304,10 @@ def test_iou_from_counts_by_hand():
     rows = loc.iou_from_counts(np.array([[2, 1], [0, 0]], np.int32), np.array([[4, 2], [3, 0]], np.int32),
                                np.array([[2], [0]]))
     assert np.allclose(rows, [[0.5, 1 / 3], [0.0, np.nan]], equal_nan=True)
+
+
+def test_unit_vectors_of_float32_embeddings_are_computed_in_float64():
+    x = np.random.default_rng(8).standard_normal((4, 16)).astype(np.float32)
+    got = emb.l2_normalize(x)
+    want = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    assert got.dtype == np.float64 and np.array_equal(got, want)

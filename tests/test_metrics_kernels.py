@@ -110,10 +110,12 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
     square = (3 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # far outside [-1, 1]
     square[0, :3] = 0.0                                                # ties at the crowded thresholds
     wide = (3 * rng.standard_normal((3, 5, 9))).astype(np.float32)     # rows and columns differ
+    tall = np.ascontiguousarray(wide.transpose(0, 2, 1))
     steps = np.full((3, 8, 8), 0.125, np.float32)                      # plateaus exactly on thresholds, the top
     steps[:, :, 3:] = 0.375                                            # one over half the image
     steps[1, :, 2:4] = 0.25
     steps[2, :, 1:3] = 0.2578125
+    steps[0, 0, :] = 2.0 ** -40                                        # on the second threshold of a crowded cell
     negative = square - 5.0                                            # SSL-TIE's min-max of an all-negative map
     narrow = (0.3 + 1e-4 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # a range of 1e-4 (float32 ties)
     gt = (rng.random((3, 32, 32)) < 0.4).astype(np.uint8)
@@ -127,9 +129,10 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
              np.array([0.0, 1e-12, 2e-12, 3e-12, 0.5]),                # ... in the first cell
              np.array([-0.5, 0.5 - 3e-12, 0.5 - 2e-12, 0.5 - 1e-12, 0.5]),   # ... in the last cell
              np.array([0.125, 0.25, 0.375]),                           # pixels equal to thresholds
-             np.array([0.0, 0.25, 0.2578125, 1.0])]                    # two in one cell, pixels on the second
+             np.array([0.0, 0.25, 0.2578125, 1.0]),                    # two in one cell, pixels on the second
+             np.array([0.0, 2.0 ** -40, 2.0 ** -39, 3 * 2.0 ** -40, 0.5])]   # crowded, pixels on the second
     extra = np.tile([0.125, 0.375, 0.3], (3, 1))                       # pixel values among them
-    for maps in (square, wide, steps, negative, narrow):
+    for maps in (square, wide, tall, steps, negative, narrow):
         for thr in grids:
             for g in (None, gt):
                 res = sweep(maps, ThresholdGrid(thr), g, size=32, extra=extra, ssltie=True)

@@ -109,7 +109,10 @@ def configure(dest: Path, group: dict) -> None:
     lines = ["", "[tool.mutmut]", f"source_paths = {json.dumps(group['source'])}",
              f"pytest_add_cli_args_test_selection = {json.dumps(group['tests'])}",
              'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
-             'also_copy = ["pipeline", "trainer", "eval", "tests"]']
+             'also_copy = ["pipeline", "trainer", "eval", "tests"]',
+             # a mutant slower than 5x its tests' clean time is a timeout (counted as killed): mutmut's default 15x
+             # let each endless loop hold a worker for many minutes
+             "timeout_multiplier = 5.0"]
     with open(dest / "pyproject.toml", "a") as fh:
         fh.write("\n".join(lines) + "\n")
 

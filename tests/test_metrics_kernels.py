@@ -115,7 +115,7 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
     steps[:, :, 3:] = 0.375                                            # one over half the image
     steps[1, :, 2:4] = 0.25
     steps[2, :, 1:3] = 0.2578125
-    steps[0, 0, :] = 2.0 ** -40                                        # on the second threshold of a crowded cell
+    steps[1, 0, :2] = 2.0 ** -40                                       # on the second threshold of a crowded cell
     negative = square - 5.0                                            # SSL-TIE's min-max of an all-negative map
     narrow = (0.3 + 1e-4 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # a range of 1e-4 (float32 ties)
     gt = (rng.random((3, 32, 32)) < 0.4).astype(np.uint8)

@@ -38,6 +38,8 @@ def test_paired_every_key_by_hand():
     assert list(got) == ["a", "b", "diff", "lo", "hi", "undefined", "p"]
     mixed = bs.paired(np.zeros(4), np.array([-1.0, 0.0, 1.0, 2.0]), 0.0, 0.0, 0.5)
     assert mixed["p"] == 1.0                               # 2 * min(3/5, 4/5) capped at 1
+    worse = bs.paired(np.zeros(5), np.array([-1.0, -2.0, -3.0, -4.0, np.nan]), 0.0, -1.0, 0.5)
+    assert worse["p"] == pytest.approx(0.4)                # P(d >= 0) = (0 + 1) / 5 is the smaller side
     none = bs.paired(np.zeros(2), np.full(2, np.nan), 1.0, 2.0, 0.95)
     assert set(none) == {"a", "b", "diff", "lo", "hi", "undefined", "p"} and np.isnan(none["p"])
     assert none["diff"] == 1.0 and none["undefined"] == 2
@@ -74,6 +76,12 @@ def test_boxes_to_mask_padding_outside_parts_and_defaults():
     want[112:168, 0:22] = 1
     want[0:56, 201:224] = 1
     assert m.dtype == np.uint8 and m.shape == (224, 224) and np.array_equal(m, want)
+    # float32 boxes are read in float64: float32(9 / 224) lies below 9 / 224, at pixel 8 (float32 arithmetic says 9)
+    v = np.float32(0.04017857)
+    assert int(v * 224) == 9 and int(float(v) * 224) == 8
+    want = np.zeros((224, 224), np.uint8)
+    want[8:112, 8:112] = 1
+    assert np.array_equal(boxes_to_mask(np.array([[v, v, 0.5, 0.5]], np.float32)), want)
     px = boxes_to_mask(np.array([[0, 0, 3.9, 2.5], [6, 5, 300, 8]]), 8, normalized=False)
     want = np.zeros((8, 8), np.uint8)
     want[0:2, 0:3] = 1                                     # truncated, starting at pixel 0
@@ -102,6 +110,8 @@ def test_float32_ious_are_compared_with_the_float64_grid():
     assert loc.auc21(ious) == pytest.approx(per.mean())
     # float64 0.35 is below 0.05 * 7 too: (0.325 + 0.025) / 2 and (0.925 + 1) / 2, along axis 1
     assert loc.auc21(np.array([[0.35, 0.9], [0.0, 1.0]]).T, axis=1).tolist() == pytest.approx([0.175, 0.9625])
+    # one image per sample: iAUC is the mean of the per-sample areas, with the same float64 comparison
+    assert loc.instance_metrics(ious, ["a", "b"]) == pytest.approx({"iIoU": 50.0, "iAUC": 60.0, "images": 2})
     s = loc.summary(ious, mean_is_ciou=True)
     assert s == pytest.approx({"cIoU": 100 * (0.35 + 0.9) / 2, "AUC": 100 * per.mean(), "success50": 50.0,
                                "nan_samples": 0}, rel=1e-6)
@@ -301,6 +311,7 @@ def test_is3_image_ids_drop_folders_extension_and_the_target_part():
     assert loc.is3_image_id("is3/images/bird_0012_2.jpg") == "bird_0012"
     assert loc.is3_image_id("bird_0012_10") == "bird_0012"
     assert loc.is3_image_id("a/b/c/x_1.jpg") == "x"
+    assert loc.is3_image_id("a/x.jpg_y_1") == "x_y"       # the extension is removed before the target part is
 
 
 def test_iou_from_counts_by_hand():

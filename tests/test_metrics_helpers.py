@@ -57,7 +57,8 @@ def test_tau_band_and_nearest_threshold():
 
 
 def test_group_ids_and_resampling_blocks():
-    assert bs.group_ids(["b", "a", "b", "c", "a"], 5).tolist() == [0, 1, 0, 2, 1]   # order of first appearance
+    ids = bs.group_ids(["b", "a", "b", "c", "a"], 5)
+    assert ids.tolist() == [0, 1, 0, 2, 1] and ids.dtype == np.int64                 # order of first appearance
     assert bs.group_ids(None, 3).tolist() == [0, 1, 2]
     res = bs.Resampling([2, 0, 2, 1, 0], 300, 4)
     assert res.num_groups == 3 and res.members.tolist() == [1, 4, 3, 0, 2] and res.offsets.tolist() == [0, 2, 3, 5]
@@ -212,7 +213,7 @@ def test_embedding_and_retrieval_input_errors_name_the_array():
     bad = e.copy()
     bad[1, 2] = np.nan
     cfg = MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=0)
-    cases = [({"img_emb": e}, "embeddings: give both img_emb and aud_emb, or neither"),
+    cases = [({"img_emb": e}, "^embeddings: give both img_emb and aud_emb, or neither$"),
              ({"img_emb": e, "aud_emb": e[:2]}, r"embeddings: expected img_emb and aud_emb \[3, C\], got \(3, 4\) and \(2, 4\)"),
              ({"img_emb": e[:, :, None], "aud_emb": e[:, :, None]}, r"expected img_emb and aud_emb \[3, C\], got \(3, 4, 1\)"),
              ({"img_emb": e[:2], "aud_emb": e[:2]}, r"\[3, C\], got \(2, 4\) and \(2, 4\)"),
@@ -242,6 +243,11 @@ def test_retrieval_without_self_and_its_intervals():
     assert want != emb.retrieval(cos, labels)                 # leaving self out changes these numbers
     assert r["tables"]["table3"]["I2A_P@1"] == want["image_to_audio"]["P@1"]
     assert set(r["intervals"]["tables"]["table3"]) == set(r["tables"]["table3"])
+    # each resample averages the per-query numbers (without self) of the queries it drew
+    per_query = emb.retrieval_per_query(cos, labels, exclude_self=True)[("image_to_audio", "P@1")]
+    draws = np.concatenate([d for _, d in bs.Resampling(np.arange(4), 30, 0).blocks()])
+    want_interval = bs.interval(np.array([per_query[d].mean() for d in draws]), 0.95)
+    assert r["intervals"]["tables"]["table3"]["I2A_P@1"] == pytest.approx(want_interval)
     r2 = compute_all(pos, gt, None, cfg=MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=0,
                                                       retrieval_score="max_map"), img_emb=img, aud_emb=aud,
                      labels=labels)
@@ -329,3 +335,23 @@ def test_unit_vectors_of_float32_embeddings_are_computed_in_float64():
     got = emb.l2_normalize(x)
     want = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     assert got.dtype == np.float64 and np.array_equal(got, want)
+
+
+def test_bootstrap_distribution_without_columns_and_with_float32_maxima():
+    rng = np.random.default_rng(9)
+    pos_max = rng.normal(0.6, 0.1, 6)
+    neg = {"noise": rng.normal(0.4, 0.1, (6, 2))}
+    res = bs.Resampling(np.arange(6), 50, 1)
+    thr = np.linspace(-1, 1, 5)
+    ks = np.unique(bs.nearest(thr, bs.tau_distribution(res, pos_max, neg, ["noise"], ["noise"], 0.75)[0]))
+    vals = bs.SampleValues(pos_max=pos_max, neg_max=neg, tau_kinds=["noise"], sep_kinds=["noise"], tau_quantile=0.75,
+                           linear={}, at_tau={}, ks=ks, thresholds=thr, fixed_tau=None)
+    got, want = bs.distribution(res, vals), bs.reference_distribution(res, vals)
+    assert set(got) == {"tau_U", "Q1_pos", "Q3_neg"} == set(want)
+    for col in want:
+        np.testing.assert_array_equal(got[col], want[col], err_msg=col)
+    # float32 maxima are resampled as float64 numbers
+    q32 = bs.tau_distribution(res, pos_max.astype(np.float32), neg, ["noise"], ["noise"], 0.75)
+    q64 = bs.tau_distribution(res, pos_max.astype(np.float32).astype(np.float64), neg, ["noise"], ["noise"], 0.75)
+    for a, b in zip(q32, q64):
+        np.testing.assert_array_equal(a, b)

@@ -156,6 +156,7 @@ def test_sweep_reads_any_gt_type_as_nonzero_is_object(dtype):
     grid = ThresholdGrid(np.linspace(-1, 1, 9))
     want = sweep(maps, grid, (gt != 0).astype(np.uint8), size=16)
     got = sweep(maps, grid, gt.astype(dtype), size=16)
+    assert not got.rank_above[:, 2].any() and got.extra_above.shape == (2, 0)     # no SSL-TIE flavour, no extras
     assert np.array_equal(got.inter, want.inter) and np.array_equal(got.gt_pixels, want.gt_pixels)
     assert np.array_equal(got.rank_above, want.rank_above) and want.gt_pixels.tolist() == [
         int((gt[0] != 0).sum()), int((gt[1] != 0).sum())]

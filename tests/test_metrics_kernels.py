@@ -91,7 +91,7 @@ def test_non_finite_maps_are_flagged_and_the_maps_after_them_still_counted():
 
 @pytest.mark.parametrize("bad", [[], [0.1, 0.1], [0.2, 0.1], [0.0, np.nan]])
 def test_threshold_grid_rejects_bad_thresholds(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^thresholds must be a non-empty, finite, strictly increasing 1-D array$"):
         ThresholdGrid(np.array(bad, dtype=np.float64))
 
 
@@ -130,7 +130,8 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
              np.array([-0.5, 0.5 - 3e-12, 0.5 - 2e-12, 0.5 - 1e-12, 0.5]),   # ... in the last cell
              np.array([0.125, 0.25, 0.375]),                           # pixels equal to thresholds
              np.array([0.0, 0.25, 0.2578125, 1.0]),                    # two in one cell, pixels on the second
-             np.array([0.0, 2.0 ** -40, 2.0 ** -39, 3 * 2.0 ** -40, 0.5])]   # crowded, pixels on the second
+             np.array([0.0, 2.0 ** -40, 2.0 ** -39, 3 * 2.0 ** -40, 0.5]),   # crowded, pixels on the second
+             np.array([-0.4, 0.1, 0.5])]                               # lowest and highest of different size
     extra = np.tile([0.125, 0.375, 0.3], (3, 1))                       # pixel values among them
     for maps in (square, wide, tall, steps, negative, narrow):
         for thr in grids:

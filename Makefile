@@ -28,8 +28,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PYTHON) -m pytest -q -m slow
 
-# mutation testing of the metrics, losses/objective/equivariance and features/augmentation (README: "Mutation testing");
-# run it for every change to those modules; GROUP=metrics (or losses, features) runs one group
+# mutation testing of the metrics, their Numba kernels, losses/objective/equivariance and features/augmentation
+# (README: "Mutation testing");
+# run it for every change to those modules; GROUP=metrics (or kernels, losses, features) runs one group
 mutation: $(STAMP)
 	$(PYTHON) scripts/mutation.py $(if $(GROUP),--group $(GROUP))
 

@@ -1,9 +1,10 @@
-"""The metrics' helpers and compute_all's edges by hand: percentile intervals and the paired test (every key), the
-tau band, the nearest grid threshold on ties, group ids and resampling blocks, box masks (padding first, parts outside
-the image, the defaults), float32 IoUs against the float64 grid, IoUs from counts, unit vectors and the pooled visual
-embedding, retrieval ties and self-exclusion, IS3 image ids, GT masks of any type, the progress bars, the harmonic
-mean, upsampling's defaults; and in compute_all: missing inputs (NaN columns without intervals), 0 / 0 scores (NaN,
-quietly), and every embedding and retrieval input error by its message."""
+"""The metrics' helpers and compute_all's edges by hand: percentile intervals and the paired test (every key, both
+sides), the tau band, the nearest grid threshold on ties, group ids and resampling blocks, bootstrap distributions
+without columns and of float32 maxima, box masks (padding first, parts outside the image, float32 boxes, the
+defaults), float32 IoUs against the float64 grid, IoUs from counts, unit vectors and the pooled visual embedding,
+retrieval ties and self-exclusion (with their Table 3 intervals), IS3 image ids, GT masks of any type, the progress
+bars, the harmonic mean, upsampling's defaults; and in compute_all: missing inputs (NaN columns without intervals),
+0 / 0 scores (NaN, quietly), a fixed or calibrated tau (not resampled), every input error by its message."""
 from __future__ import annotations
 
 import re

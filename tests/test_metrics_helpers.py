@@ -234,8 +234,9 @@ def test_embedding_and_retrieval_input_errors_name_the_array():
 def test_retrieval_without_self_and_its_intervals():
     pos, gt = _small(4)
     rng = np.random.default_rng(3)
-    img, aud = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-    labels = np.array([0, 0, 1, 1])
+    img = rng.standard_normal((4, 3))
+    aud = img + 0.01 * rng.standard_normal((4, 3))          # each image's own audio is its best match
+    labels = np.array([0, 1, 0, 1])
     cfg = MetricConfig(size=8, sweep_steps=5, tau=0.2, bootstrap=30, retrieval_exclude_self=True,
                        retrieval_score="cosine")
     r = compute_all(pos, gt, None, cfg=cfg, img_emb=img, aud_emb=aud, labels=labels)
@@ -341,7 +342,7 @@ def test_unit_vectors_of_float32_embeddings_are_computed_in_float64():
 
 def test_bootstrap_distribution_without_columns_and_with_float32_maxima():
     rng = np.random.default_rng(9)
-    pos_max = rng.normal(0.6, 0.1, 6)
+    pos_max = np.array([0.001, 0.9, 0.03, 0.7, 0.0002, 0.45]) + rng.normal(0, 1e-4, 6)   # far apart (b - a inexact)
     neg = {"noise": rng.normal(0.4, 0.1, (6, 2))}
     res = bs.Resampling(np.arange(6), 50, 1)
     thr = np.linspace(-1, 1, 5)
@@ -357,3 +358,27 @@ def test_bootstrap_distribution_without_columns_and_with_float32_maxima():
     q64 = bs.tau_distribution(res, pos_max.astype(np.float32).astype(np.float64), neg, ["noise"], ["noise"], 0.75)
     for a, b in zip(q32, q64):
         np.testing.assert_array_equal(a, b)
+
+
+def test_float_inputs_are_read_in_the_documented_precision():
+    """Maps are evaluated in float32 (as the public code receives them from torch); maxima, quantiles and IoU lists
+    in float64: float32 inputs give what their float64 values give."""
+    rng = np.random.default_rng(12)
+    maps64 = rng.standard_normal((2, 5, 5))
+    grid = ThresholdGrid(np.linspace(-1, 1, 9))
+    a, b = sweep(maps64, grid, size=16), sweep(maps64.astype(np.float32), grid, size=16)
+    assert np.array_equal(a.above, b.above) and np.array_equal(a.max_native, b.max_native)
+    assert np.array_equal(ref.upsample_ref(maps64[0], 16), ref.upsample_ref(maps64[0].astype(np.float32), 16))
+    x32 = rng.random(7).astype(np.float32)
+    x64 = x32.astype(np.float64)
+    assert neg.maxima_summary(x32) == neg.maxima_summary(x64)
+    assert neg.quantile(x32, 0.3) == neg.quantile(x64, 0.3) and isinstance(neg.quantile(x32, 0.3), float)
+    assert loc.summary(x32, mean_is_ciou=True) == loc.summary(x64, mean_is_ciou=True)
+    assert loc.summary(x32, mean_is_ciou=False) == loc.summary(x64, mean_is_ciou=False)
+
+
+def test_the_reference_ious_with_a_union_of_one_pixel():
+    pred = np.array([[0.0, 0.0], [0.0, 1.0]], np.float32)
+    gt = np.array([[0, 0], [0, 1]], np.uint8)
+    assert ref.iou_ref(pred, gt, 0.5) == 1.0                # predicted = GT = one pixel
+    assert ref.ssltie_iou_ref(pred, gt) == 1.0              # the maximum alone is above the median 0

@@ -118,6 +118,7 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
     steps[1, 0, :2] = 2.0 ** -40                                       # on the second threshold of a crowded cell
     negative = square - 5.0                                            # SSL-TIE's min-max of an all-negative map
     narrow = (0.3 + 1e-4 * rng.standard_normal((3, 7, 7))).astype(np.float32)   # a range of 1e-4 (float32 ties)
+    wide_range = square * 40.0                                         # values far beyond a grid's last threshold
     gt = (rng.random((3, 32, 32)) < 0.4).astype(np.uint8)
     gt[1] = 0
     gt[1, 5, 5] = 1                                                    # one GT pixel
@@ -131,9 +132,10 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
              np.array([0.125, 0.25, 0.375]),                           # pixels equal to thresholds
              np.array([0.0, 0.25, 0.2578125, 1.0]),                    # two in one cell, pixels on the second
              np.array([0.0, 2.0 ** -40, 2.0 ** -39, 3 * 2.0 ** -40, 0.5]),   # crowded, pixels on the second
-             np.array([-0.4, 0.1, 0.5])]                               # lowest and highest of different size
+             np.array([-0.4, 0.1, 0.5]),                               # lowest and highest of different size
+             np.array([0.0, 100.0])]                                   # a span of 100 for two thresholds
     extra = np.tile([0.125, 0.375, 0.3], (3, 1))                       # pixel values among them
-    for maps in (square, wide, tall, steps, negative, narrow):
+    for maps in (square, wide, tall, steps, negative, narrow, wide_range):
         for thr in grids:
             for g in (None, gt):
                 res = sweep(maps, ThresholdGrid(thr), g, size=32, extra=extra, ssltie=True)

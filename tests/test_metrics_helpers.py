@@ -68,6 +68,9 @@ def test_group_ids_and_resampling_blocks():
     draws = np.concatenate([d for _, d in blocks])
     assert draws.dtype == np.int64 and set(np.unique(draws).tolist()) == {0, 1, 2}    # both ends of the range
     assert bs.Resampling(np.zeros(0, np.int64), 5).num_groups == 0
+    # members keep sample order within each group (sums over a group run in one fixed order), also past 16 samples
+    many = bs.Resampling(np.arange(50) % 3, 10)
+    assert np.array_equal(many.members, np.concatenate([np.arange(g, 50, 3) for g in range(3)]))
 
 
 def test_boxes_to_mask_padding_outside_parts_and_defaults():

@@ -133,7 +133,8 @@ def test_grids_outside_the_maps_crowded_cells_values_on_thresholds_and_rectangul
              np.array([0.0, 0.25, 0.2578125, 1.0]),                    # two in one cell, pixels on the second
              np.array([0.0, 2.0 ** -40, 2.0 ** -39, 3 * 2.0 ** -40, 0.5]),   # crowded, pixels on the second
              np.array([-0.4, 0.1, 0.5]),                               # lowest and highest of different size
-             np.array([0.0, 100.0])]                                   # a span of 100 for two thresholds
+             np.array([0.0, 100.0]),                                   # a span of 100 for two thresholds
+             np.array([0.0, 0.03125, 0.0625, 1.0])]                    # crowded first cell; 0.125 is its upper edge
     extra = np.tile([0.125, 0.375, 0.3], (3, 1))                       # pixel values among them
     for maps in (square, wide, tall, steps, negative, narrow, wide_range):
         for thr in grids:

@@ -35,8 +35,10 @@ GROUPS: dict[str, dict] = {
                           "tests/test_metrics_compute_all.py", "tests/test_metrics_upsample.py",
                           "tests/test_metrics_negatives.py", "tests/test_metrics_config.py", "tests/test_bootstrap.py",
                           "tests/test_metrics_outputs.py", "tests/test_metrics_helpers.py"],
-                # GNU OpenMP aborts a forked child that runs a parallel kernel; workqueue with one thread does not
-                "env": {"NUMBA_THREADING_LAYER": "workqueue"}},
+                # GNU OpenMP aborts a forked child that runs a parallel kernel; workqueue with one thread does not.
+                # Bounds checks in the compiled kernels: a caller's mutant that allocates a buffer too small for
+                # them (one row for M maps) raises IndexError instead of writing past its end unnoticed
+                "env": {"NUMBA_THREADING_LAYER": "workqueue", "NUMBA_BOUNDSCHECK": "1"}},
     # the Numba kernels as plain Python (see the module docstring), against the tests that pin them alone
     "kernels": {"source": ["eval/metrics/kernels.py", "eval/metrics/bootstrap.py", "eval/metrics/upsample.py"],
                 "tests": ["tests/test_metrics_kernels.py", "tests/test_metrics_upsample.py",

@@ -42,3 +42,24 @@ def test_universal_threshold_pooled_and_per_kind():
     assert N.universal_threshold(maxima, ["noise"], q=0.5)["tau_U"] == pytest.approx(0.6)
     with pytest.raises(KeyError, match=r"negative kinds \['music'\] are not available"):
         N.universal_threshold(maxima, ["silence", "music"])
+
+
+def test_per_map_pia_and_aucn_share_by_hand():
+    """A map's AUCN share is the trapezoid area of its own step pIA <= 0.05 k: 1 when its first grid point j holds it,
+    else 0.05 (20 - j) + 0.025 (the half step up to j). On 10 pixels count c first holds at j = 2c (two grid points
+    per count); on 224 x 224 pixels 2508 is within 5% and 2509 is not. Each share is exactly the AUCN of that map
+    alone, and the means over maps are pIA and AUCN."""
+    counts = np.arange(11)
+    above = np.stack([counts, counts[::-1]])                                     # [2, 11]
+    got = N.per_map_pia_aucn(above, 10)
+    assert got.shape == (2, 11, 2)
+    np.testing.assert_array_equal(got[..., 0], above / 10)
+    hand = np.array([1.0] + [1.025 - 0.1 * c for c in range(1, 11)])
+    np.testing.assert_allclose(got[0, :, 1], hand, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(got[1, :, 1], hand[::-1], rtol=0, atol=1e-14)
+    for c in counts:
+        assert got[0, c, 1] == N.aucn_from_cdf(N.pia_cdf_counts(np.array([c]), 10), 1)   # bit for bit
+    assert got[0, :, 1].mean() == pytest.approx(N.aucn_from_cdf(N.pia_cdf_counts(counts, 10), 11), abs=1e-15)
+    big = N.per_map_pia_aucn(np.array([0, 2508, 2509, 50175, 50176]), 224 * 224)
+    np.testing.assert_allclose(big[:, 1], [1.0, 0.975, 0.925, 0.025, 0.025], rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(N.pia_limits(10), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10])

@@ -30,24 +30,24 @@ def max_count_within(frac: float, pixels: int) -> int:
     return c
 
 
+def pia_limits(pixels: int) -> np.ndarray:
+    """[21]: the largest above-count with pIA <= 0.05 k, for each point of GRID21."""
+    return np.array([max_count_within(float(t), pixels) for t in GRID21])
+
+
 def pia_cdf_counts(above: np.ndarray, pixels: int) -> np.ndarray:
     """[21, ...]: number of maps (axis 0 of above) with pIA <= 0.05 k, for each column of above."""
     above = np.asarray(above)
-    limits = [max_count_within(float(t), pixels) for t in GRID21]
-    return np.stack([(above <= lim).sum(axis=0) for lim in limits])
+    return np.stack([(above <= lim).sum(axis=0) for lim in pia_limits(pixels)])
 
 
 def per_map_pia_aucn(above: np.ndarray, pixels: int) -> np.ndarray:
-    """[..., 2]: each map's pIA (fraction) and its share of AUCN (the trapezoid area over the 21-point grid of its
-    own indicator pIA <= 0.05 k), from above counts [...]: the mean over maps of these is pIA and AUCN. The share
-    depends only on the count, so it is read from a table over 0..pixels."""
+    """[..., 2]: each map's pIA (fraction) and its share of AUCN, from above counts [...]: the share is the AUCN of
+    the map alone (np.trapezoid over GRID21 of its indicator pIA <= 0.05 k, as aucn_from_cdf), so the mean over
+    maps of these is pIA and AUCN."""
     above = np.asarray(above)
-    step = np.diff(GRID21)
-    weights = np.concatenate([[step[0] / 2], (step[:-1] + step[1:]) / 2, [step[-1] / 2]])   # trapezoid rule
-    share = np.zeros(pixels + 1)
-    for t, w in zip(GRID21, weights):
-        share[:max_count_within(float(t), pixels) + 1] += w
-    return np.stack([above / pixels, share[above]], axis=-1)
+    below = (above[..., None] <= pia_limits(pixels)).astype(np.float64)
+    return np.stack([above / pixels, np.trapezoid(below, GRID21, axis=-1)], axis=-1)
 
 
 def aucn_from_cdf(cdf_counts: np.ndarray, n_maps: int) -> np.ndarray:

@@ -164,3 +164,21 @@ def test_a_single_pixel_in_a_crowded_cell_is_recounted():
     res = sweep(maps, ThresholdGrid(thr), None, size=4)
     above, _ = ref.sweep_ref(maps, None, thr, size=4)
     assert np.array_equal(res.above, above) and res.above[0].tolist() == [16, 16, 16, 15, 0]
+
+
+@pytest.mark.parametrize("with_gt", [True, False])
+def test_sweep_result_has_the_documented_types_and_shapes(with_gt):
+    """SweepResult's fields hold the dtypes and shapes its class documents (counts as integers, thresholds and maxima
+    as float64), with and without GT, for two 3 x 5 maps, four thresholds and one extra threshold per map."""
+    maps = np.arange(30, dtype=np.float64).reshape(2, 3, 5) / 30
+    gt = np.zeros((2, 16, 16), dtype=np.uint8)
+    gt[:, 4:9, 2:12] = 1
+    res = sweep(maps, ThresholdGrid(np.array([0.1, 0.3, 0.5, 0.7])), gt if with_gt else None, size=16,
+                extra=np.array([[0.2], [0.6]]))
+    expected = {"above": (np.int32, (2, 4)), "inter": (np.int32, (2, 4 if with_gt else 0)),
+                "gt_pixels": (np.int64, (2,)), "rank_thr": (np.float64, (2, 2)), "rank_above": (np.int64, (2, 3)),
+                "rank_inter": (np.int64, (2, 3)), "extra_above": (np.int64, (2, 1)),
+                "max_native": (np.float64, (2,)), "bad": (np.bool_, (2,))}
+    assert {f: (getattr(res, f).dtype.type, getattr(res, f).shape) for f in expected} == expected
+    assert res.gt_pixels.tolist() == ([50, 50] if with_gt else [0, 0])
+    np.testing.assert_array_equal(res.max_native, np.float32([14 / 30, 29 / 30]))   # the maps are read as float32
